@@ -1,0 +1,250 @@
+"""Callable classes wrapping the functions: plain Python objects, no torch dependency.
+
+Each stores its constructor parameters, runs its function on ``__call__`` (``forward`` is an alias
+for torch habits) and shows every parameter in ``repr``. They can stand wherever kornia expects a
+module used as a callable, for example as the ``subpix_module`` of kornia's ``ScaleSpaceDetector``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from . import _validation as v
+from ._conv_soft_argmax import conv_soft_argmax2d, conv_soft_argmax3d
+from ._nms import nms2d, nms3d
+from ._quad_interp import conv_quad_interp3d, iterative_quad_interp3d
+from ._spatial import spatial_soft_argmax2d
+from .backends import hooks_for
+
+Array = Any
+
+__all__ = [
+    "AdaptiveQuadInterp3d",
+    "ConvQuadInterp3d",
+    "ConvSoftArgmax2d",
+    "ConvSoftArgmax3d",
+    "IterativeQuadInterp3d",
+    "NonMaximaSuppression2d",
+    "NonMaximaSuppression3d",
+    "SpatialSoftArgmax2d",
+]
+
+
+class _Callable:
+    """Base: keeps the constructor's arguments as attributes, in signature order, for ``repr``."""
+
+    def _store(self, params: dict[str, Any]) -> None:
+        names = list(inspect.signature(type(self).__init__).parameters)[1:]
+        self._param_names = tuple(names)
+        for name in names:
+            setattr(self, name, params[name])
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._param_names)
+        return f"{type(self).__name__}({args})"
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self(*args, **kwargs)
+
+
+class SpatialSoftArgmax2d(_Callable):
+    """Soft-argmax of each whole map; see :func:`spatial_soft_argmax2d`.
+
+    >>> import numpy as np
+    >>> SpatialSoftArgmax2d(normalized_coordinates=False)(np.zeros((1, 1, 3, 3))).round(3)
+    array([[[1., 1.]]])
+    """
+
+    def __init__(self, temperature: Array | float | None = None, normalized_coordinates: bool = True) -> None:
+        self._store(locals())
+
+    def __call__(self, input: Array) -> Array:
+        return spatial_soft_argmax2d(input, self.temperature, self.normalized_coordinates)
+
+
+class ConvSoftArgmax2d(_Callable):
+    """Windowed soft-argmax over 2-D maps; see :func:`conv_soft_argmax2d`.
+
+    >>> import numpy as np
+    >>> ConvSoftArgmax2d(output_value=True)(np.zeros((1, 1, 4, 4)))[0].shape
+    (1, 1, 2, 4, 4)
+    """
+
+    def __init__(
+        self,
+        kernel_size: tuple[int, int] = (3, 3),
+        stride: tuple[int, int] = (1, 1),
+        padding: tuple[int, int] = (1, 1),
+        temperature: Array | float = 1.0,
+        normalized_coordinates: bool = True,
+        eps: float = 1e-8,
+        output_value: bool = False,
+    ) -> None:
+        self._store(locals())
+
+    def __call__(self, input: Array) -> Array | tuple[Array, Array]:
+        return conv_soft_argmax2d(
+            input, self.kernel_size, self.stride, self.padding, self.temperature,
+            self.normalized_coordinates, self.eps, self.output_value,
+        )
+
+
+class ConvSoftArgmax3d(_Callable):
+    """Windowed soft-argmax over 3-D volumes; see :func:`conv_soft_argmax3d`.
+
+    >>> import numpy as np
+    >>> coords, values = ConvSoftArgmax3d()(np.zeros((1, 1, 3, 4, 4)))
+    >>> coords.shape, values.shape
+    ((1, 1, 3, 3, 4, 4), (1, 1, 3, 4, 4))
+    """
+
+    def __init__(
+        self,
+        kernel_size: tuple[int, int, int] = (3, 3, 3),
+        stride: tuple[int, int, int] = (1, 1, 1),
+        padding: tuple[int, int, int] = (1, 1, 1),
+        temperature: Array | float = 1.0,
+        normalized_coordinates: bool = False,
+        eps: float = 1e-8,
+        output_value: bool = True,
+        strict_maxima_bonus: float = 0.0,
+    ) -> None:
+        self._store(locals())
+
+    def __call__(self, input: Array) -> Array | tuple[Array, Array]:
+        return conv_soft_argmax3d(
+            input, self.kernel_size, self.stride, self.padding, self.temperature,
+            self.normalized_coordinates, self.eps, self.output_value, self.strict_maxima_bonus,
+        )
+
+
+class NonMaximaSuppression2d(_Callable):
+    """Strict 2-D non-maxima suppression; see :func:`nms2d`.
+
+    >>> import numpy as np
+    >>> NonMaximaSuppression2d((3, 3))(np.ones((1, 1, 3, 3)), mask_only=True).any()
+    np.False_
+    """
+
+    def __init__(self, kernel_size: tuple[int, int]) -> None:
+        v.int_tuple("NonMaximaSuppression2d", "kernel_size", kernel_size, 2, minimum=1, allow_int=False)
+        self._store(locals())
+
+    def __call__(self, x: Array, mask_only: bool = False) -> Array:
+        return nms2d(x, self.kernel_size, mask_only)
+
+
+class NonMaximaSuppression3d(_Callable):
+    """Strict 3-D non-maxima suppression; see :func:`nms3d`.
+
+    >>> import numpy as np
+    >>> NonMaximaSuppression3d((3, 3, 3))(np.ones((1, 1, 3, 3, 3)), mask_only=True).any()
+    np.False_
+    """
+
+    def __init__(self, kernel_size: tuple[int, int, int]) -> None:
+        v.int_tuple("NonMaximaSuppression3d", "kernel_size", kernel_size, 3, minimum=1, allow_int=False)
+        self._store(locals())
+
+    def __call__(self, x: Array, mask_only: bool = False) -> Array:
+        return nms3d(x, self.kernel_size, mask_only)
+
+
+class ConvQuadInterp3d(_Callable):
+    """Static-shape quadratic refinement; see :func:`conv_quad_interp3d`.
+
+    >>> import numpy as np
+    >>> coords, values = ConvQuadInterp3d()(np.zeros((1, 1, 3, 5, 5)))
+    >>> coords.shape
+    (1, 1, 3, 3, 5, 5)
+    """
+
+    def __init__(
+        self,
+        n_iters: int = 5,
+        strict_maxima_bonus: float = 10.0,
+        max_subpixel_shift: float = 0.6,
+        dilation_radius: int = 1,
+        allow_scale_steps: bool = True,
+    ) -> None:
+        self._store(locals())
+
+    def __call__(self, x: Array, precomputed_nms_mask: Array | None = None) -> tuple[Array, Array]:
+        return conv_quad_interp3d(
+            x, self.n_iters, self.strict_maxima_bonus, self.max_subpixel_shift, precomputed_nms_mask,
+            self.dilation_radius, self.allow_scale_steps,
+        )
+
+
+class IterativeQuadInterp3d(_Callable):
+    """Sparse quadratic refinement of the maxima only; see :func:`iterative_quad_interp3d`.
+
+    >>> import numpy as np
+    >>> coords, values = IterativeQuadInterp3d()(np.zeros((1, 1, 3, 5, 5)))
+    >>> values.shape
+    (1, 1, 3, 5, 5)
+    """
+
+    def __init__(
+        self,
+        n_iters: int = 5,
+        strict_maxima_bonus: float = 10.0,
+        max_subpixel_shift: float = 0.6,
+        allow_scale_steps: bool = True,
+        max_candidates: int | None = None,
+    ) -> None:
+        self._store(locals())
+
+    def __call__(self, x: Array, precomputed_nms_mask: Array | None = None) -> tuple[Array, Array]:
+        return iterative_quad_interp3d(
+            x, self.n_iters, self.strict_maxima_bonus, self.max_subpixel_shift, self.allow_scale_steps,
+            precomputed_nms_mask, self.max_candidates,
+        )
+
+
+class AdaptiveQuadInterp3d(_Callable):
+    """Quadratic refinement that picks its path per input.
+
+    ``mode="conv"`` runs :func:`conv_quad_interp3d`, ``mode="patch"`` runs
+    :func:`iterative_quad_interp3d`, and ``mode="auto"`` picks the static-shape conv path on
+    accelerators (CUDA torch, CuPy, JAX) and the sparse patch path on CPUs.
+
+    >>> import numpy as np
+    >>> AdaptiveQuadInterp3d(mode="auto")
+    AdaptiveQuadInterp3d(mode='auto', n_iters=5, strict_maxima_bonus=10.0, max_subpixel_shift=0.6, dilation_radius=1, allow_scale_steps=True, max_candidates=None)
+    """
+
+    MODES = ("patch", "conv", "auto")
+
+    def __init__(
+        self,
+        mode: str = "auto",
+        n_iters: int = 5,
+        strict_maxima_bonus: float = 10.0,
+        max_subpixel_shift: float = 0.6,
+        dilation_radius: int = 1,
+        allow_scale_steps: bool = True,
+        max_candidates: int | None = None,
+    ) -> None:
+        if mode not in self.MODES:
+            msg = f"AdaptiveQuadInterp3d: expected `mode` in {self.MODES}; got {mode!r}"
+            raise ValueError(msg)
+        self._store(locals())
+
+    def uses_conv(self, x: Array) -> bool:
+        """Whether a call on ``x`` runs the static-shape conv path."""
+        if self.mode != "auto":
+            return self.mode == "conv"
+        return hooks_for(v.namespace("AdaptiveQuadInterp3d", x=x)).prefers_static_shapes(x)
+
+    def __call__(self, x: Array, precomputed_nms_mask: Array | None = None) -> tuple[Array, Array]:
+        if self.uses_conv(x):
+            return conv_quad_interp3d(
+                x, self.n_iters, self.strict_maxima_bonus, self.max_subpixel_shift, precomputed_nms_mask,
+                self.dilation_radius, self.allow_scale_steps,
+            )
+        return iterative_quad_interp3d(
+            x, self.n_iters, self.strict_maxima_bonus, self.max_subpixel_shift, self.allow_scale_steps,
+            precomputed_nms_mask, self.max_candidates,
+        )

@@ -1,0 +1,510 @@
+"""Quadratic sub-voxel refinement of 3-D scale-space maxima.
+
+Both public functions follow one rule. A keypoint starts at a maximum ``v``. At each of
+``n_iters`` iterations it fits a quadratic to the 3x3x3 neighbourhood of its current voxel
+(clamped to the interior), solves ``H s = -g`` and, where a component of ``s`` exceeds
+``max_subpixel_shift``, steps one voxel that way. It is rejected (grid coordinates, input value)
+when a Hessian is singular, when a step would reach a border voxel, when it still steps on the last
+iteration, when its final shift exceeds 1.5 on any axis, or (conv path) when it reaches a voxel
+outside the ``dilation_radius`` neighbourhood of every maximum of its image.
+
+The outcome of one iteration depends only on the current voxel, so the rule is a transition table
+over voxels. The static-shape path (:func:`conv_quad_interp3d`) builds that table densely and
+follows it with ``take``; the sparse path (:func:`iterative_quad_interp3d`) evaluates the same
+transition only at the keypoints, found with ``nonzero``. Both evaluate identical arithmetic.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from array_api_compat import device
+
+from . import _common as c
+from . import _validation as v
+from ._nms import _strict_extrema
+from .backends import Hooks, hooks_for
+
+Array = Any
+
+__all__ = ["conv_quad_interp3d", "iterative_quad_interp3d"]
+
+_DET_FLOOR = 1e-7
+_MAX_FINAL_SHIFT = 1.5
+
+
+# ---------------------------------------------------------------------------------------------
+# The local fit: derivatives, the scaled Cramer solve, and one iteration's step.
+
+
+def _derivatives(at: Any) -> tuple[Array, ...]:
+    """Central differences ``(gx, gy, gs, dxx, dyy, dss, dxy, dxs, dys)``; ``at(dd, dh, dw)`` reads a neighbour."""
+    centre = at(0, 0, 0)
+    xp_, xm = at(0, 0, 1), at(0, 0, -1)
+    yp, ym = at(0, 1, 0), at(0, -1, 0)
+    sp, sm = at(1, 0, 0), at(-1, 0, 0)
+    gx, gy, gs = 0.5 * (xp_ - xm), 0.5 * (yp - ym), 0.5 * (sp - sm)
+    dxx = xp_ - 2.0 * centre + xm
+    dyy = yp - 2.0 * centre + ym
+    dss = sp - 2.0 * centre + sm
+    dxy = 0.25 * (at(0, 1, 1) - at(0, 1, -1) - at(0, -1, 1) + at(0, -1, -1))
+    dxs = 0.25 * (at(1, 0, 1) - at(1, 0, -1) - at(-1, 0, 1) + at(-1, 0, -1))
+    dys = 0.25 * (at(1, 1, 0) - at(1, -1, 0) - at(-1, 1, 0) + at(-1, -1, 0))
+    return gx, gy, gs, dxx, dyy, dss, dxy, dxs, dys
+
+
+def _max_abs(*arrays: Array, xp: Any) -> Array:
+    out = xp.abs(arrays[0])
+    for a in arrays[1:]:
+        out = xp.maximum(out, xp.abs(a))
+    return out
+
+
+def _exponent(magnitude: Array, fallback: float, *, xp: Any) -> Array:
+    """``floor(log2(magnitude))`` where it is finite and positive, else ``fallback``."""
+    usable = xp.isfinite(magnitude) & (magnitude > 0)
+    safe = xp.where(usable, magnitude, xp.ones_like(magnitude))
+    return xp.where(usable, xp.floor(xp.log2(safe)), xp.full_like(magnitude, fallback))
+
+
+def _unit_scale(hessian: tuple[Array, ...], rhs: tuple[Array, ...], *, xp: Any) -> Array:
+    """The power of two that brings the largest Hessian entry to ``[1, 2)``.
+
+    Scaling by a power of two is exact, so the shifts are those of the unscaled system wherever it
+    neither underflows nor overflows, and they no longer depend on the response's amplitude. An
+    upward factor is capped so the right-hand side stays below ``2**64``.
+    """
+    tiny = xp.finfo(hessian[0].dtype).smallest_normal
+    limit = float(math.floor(-math.log2(tiny)))
+    exponent = _exponent(_max_abs(*hessian, xp=xp), 0.0, xp=xp)
+    cap = xp.clip(_exponent(_max_abs(*rhs, xp=xp), -math.inf, xp=xp) - 63.0, max=0.0)
+    exponent = xp.clip(xp.maximum(exponent, cap), min=-limit, max=limit)
+    return xp.full_like(exponent, 2.0) ** (-exponent)
+
+
+def _solve(fit: tuple[Array, ...], *, xp: Any) -> tuple[Array, Array, Array, Array, Array]:
+    """Solve ``H s = -g`` for the fit of :func:`_derivatives`; returns ``(sx, sy, ss, g . s, solved)``.
+
+    A system whose determinant is at most ``1e-7 * m**3`` (``m`` its largest entry) is unsolved:
+    its shift is 0 and nothing non-finite enters the result or its gradient.
+    """
+    gx, gy, gs, *hessian = fit
+    scale = _unit_scale(tuple(hessian), (gx, gy, gs), xp=xp)
+    dxx, dyy, dss, dxy, dxs, dys = (h * scale for h in hessian)
+    r0, r1, r2 = -gx * scale, -gy * scale, -gs * scale
+    cf00 = dyy * dss - dys * dys
+    cf01 = dxy * dss - dys * dxs
+    cf02 = dxy * dys - dyy * dxs
+    det = dxx * cf00 - dxy * cf01 + dxs * cf02
+    m = _max_abs(dxx, dyy, dss, dxy, dxs, dys, xp=xp)
+    solved = xp.abs(det) > _DET_FLOOR * m * m * m
+    safe_det = xp.where(solved, det, xp.ones_like(det))
+    sx = (r0 * cf00 - dxy * (r1 * dss - dys * r2) + dxs * (r1 * dys - dyy * r2)) / safe_det
+    sy = (dxx * (r1 * dss - dys * r2) - r0 * cf01 + dxs * (dxy * r2 - r1 * dxs)) / safe_det
+    ss = (dxx * (dyy * r2 - r1 * dys) - dxy * (dxy * r2 - r1 * dxs) + r0 * cf02) / safe_det
+    zero = xp.zeros_like(det)
+    sx, sy, ss = (xp.where(solved, s, zero) for s in (sx, sy, ss))
+    return sx, sy, ss, gx * sx + gy * sy + gs * ss, solved
+
+
+def _step(
+    position: tuple[Array, Array, Array], shift: tuple[Array, Array, Array], ok: Array,
+    size: tuple[int, int, int], threshold: float, allow_scale_steps: bool, *, xp: Any,
+) -> tuple[tuple[Array, Array, Array], Array, Array]:
+    """One iteration's move: returns the new ``(d, h, w)``, whether it is still valid, whether it moved.
+
+    ``position`` is ``(d, h, w)``, ``shift`` is ``(ss, sy, sx)`` in the same axis order.
+    """
+    new_position, moved = [], None
+    for axis, (p, s, n) in enumerate(zip(position, shift, size)):
+        steps = axis > 0 or allow_scale_steps
+        if steps:
+            one = xp.ones_like(p)
+            move = xp.where(ok & (s > threshold), one, xp.where(ok & (s < -threshold), -one, xp.zeros_like(p)))
+            p = p + move
+            ok = ok & (p >= 1) & (p <= n - 2)
+            p = xp.clip(p, 0, n - 1)
+            moved = (move != 0) if moved is None else moved | (move != 0)
+        new_position.append(p)
+    return (new_position[0], new_position[1], new_position[2]), ok, moved
+
+
+def _converged(shift: tuple[Array, ...], ok: Array, moved: Array) -> Array:
+    small = ok & ~moved
+    for s in shift:
+        small = small & (s >= -_MAX_FINAL_SHIFT) & (s <= _MAX_FINAL_SHIFT)
+    return small
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared plumbing.
+
+
+def _check(func: str, input: Array, precomputed_nms_mask: Array | None, n_iters: Any, strict_maxima_bonus: Any,
+           max_subpixel_shift: Any, allow_scale_steps: Any) -> Any:
+    xp = v.namespace(func, input=input, precomputed_nms_mask=precomputed_nms_mask)
+    v.check_ndim(func, "input", input, 5, "(B, C, D, H, W)")
+    v.check_floating(func, "input", input, xp)
+    if precomputed_nms_mask is not None:
+        if tuple(precomputed_nms_mask.shape) != tuple(input.shape):
+            msg = (f"{func}: expected `precomputed_nms_mask` of the input's shape {tuple(input.shape)}; "
+                   f"got {tuple(precomputed_nms_mask.shape)}")
+            raise ValueError(msg)
+        if precomputed_nms_mask.dtype != xp.bool:
+            msg = f"{func}: expected a bool `precomputed_nms_mask`; got dtype {precomputed_nms_mask.dtype}"
+            raise TypeError(msg)
+    v.check_int(func, "n_iters", n_iters, minimum=0)
+    v.check_number(func, "strict_maxima_bonus", strict_maxima_bonus)
+    v.check_number(func, "max_subpixel_shift", max_subpixel_shift, minimum=0.0)
+    v.check_bool(func, "allow_scale_steps", allow_scale_steps)
+    return xp
+
+
+def _grid(shape: tuple[int, ...], dtype: Any, like: Array, *, xp: Any) -> Array:
+    """Grid coordinates ``(B, C, 3, D, H, W)`` ordered ``(depth, x, y)``."""
+    b, ch, d, h, w = shape
+    dev = device(like)
+    ds = xp.reshape(xp.arange(d, dtype=dtype, device=dev), (d, 1, 1))
+    hs = xp.reshape(xp.arange(h, dtype=dtype, device=dev), (1, h, 1))
+    ws = xp.reshape(xp.arange(w, dtype=dtype, device=dev), (1, 1, w))
+    grid = xp.stack([xp.broadcast_to(a, (d, h, w)) for a in (ds, ws, hs)], axis=0)
+    return xp.broadcast_to(grid, (b, ch, 3, d, h, w))
+
+
+def _unrefined(input: Array, *, xp: Any) -> tuple[Array, Array]:
+    coords = _grid(tuple(input.shape), input.dtype, input, xp=xp)
+    return xp.asarray(coords, copy=True), xp.asarray(input, copy=True)
+
+
+def _nms_mask(input: Array, precomputed: Array | None, hooks: Hooks, *, xp: Any) -> Array:
+    if precomputed is not None:
+        return precomputed
+    (mask,) = _strict_extrema(input, (3, 3, 3), ("max",), hooks, xp=xp)
+    return mask
+
+
+def _unflatten(flat: Array, size: tuple[int, int, int]) -> tuple[Array, Array, Array]:
+    d, h, w = size
+    return (flat // (h * w)) % d, (flat // w) % h, flat % w
+
+
+# ---------------------------------------------------------------------------------------------
+# Static-shape path.
+
+
+def _edge_pad1(a: Array, *, xp: Any) -> Array:
+    """Replicate the outermost entry once on each side of the last three axes."""
+    for axis in (-3, -2, -1):
+        first = xp.take(a, xp.asarray([0], device=device(a)), axis=axis)
+        last = xp.take(a, xp.asarray([a.shape[axis] - 1], device=device(a)), axis=axis)
+        a = xp.concat([first, a, last], axis=axis)
+    return a
+
+
+def _dense_refine(
+    x: Array, mask: Array, n_iters: int, threshold: float, allow_scale_steps: bool, radius: int | None,
+    hooks: Hooks, *, xp: Any,
+) -> tuple[Array, Array, Array]:
+    """Follow every maximum of ``x`` ``(BC, D, H, W)`` through the dense transition table.
+
+    Returns the flat final voxel of each position (``-1`` where unrefined), and the flat shift and
+    ``g . s`` tables to read there. ``radius`` ``None`` means no ``dilation_radius`` limit.
+    """
+    bc, d, h, w = x.shape
+    size = (d, h, w)
+
+    def at(dd: int, dh: int, dw: int) -> Array:
+        return x[:, 1 + dd : d - 1 + dd, 1 + dh : h - 1 + dh, 1 + dw : w - 1 + dw]
+
+    sx, sy, ss, gds, solved = _solve(_derivatives(at), xp=xp)
+    if radius is not None:
+        k = 2 * radius + 1
+        as_float = hooks.pad(xp.astype(mask, x.dtype), ((radius, radius),) * 3, 0.0, xp=xp)
+        reached = hooks.window_max(as_float, (k, k, k), xp=xp)[:, 1:-1, 1:-1, 1:-1] > 0
+        solved = solved & reached
+    # Every voxel reads the fit of its interior-clamped voxel.
+    sx, sy, ss, gds = (_edge_pad1(t, xp=xp) for t in (sx, sy, ss, gds))
+    solved = xp.astype(_edge_pad1(xp.astype(solved, xp.uint8), xp=xp), xp.bool)
+
+    total = bc * d * h * w
+    index = xp.arange(total, dtype=xp.int64, device=device(x))
+    bc_base = (index // (d * h * w)) * (d * h * w)
+    position = _unflatten(xp.reshape(index, (bc, d, h, w)), size)
+    new_position, ok, moved = _step(position, (ss, sy, sx), solved, size, threshold, allow_scale_steps, xp=xp)
+    nd, nh, nw = (xp.reshape(p, (total,)) for p in new_position)
+    dead = xp.asarray([total], dtype=xp.int64, device=device(x))
+    target = xp.where(xp.reshape(ok, (total,)), bc_base + (nd * h + nh) * w + nw, dead)
+    following = xp.concat([target, dead])
+    stay = xp.reshape(_converged((ss, sy, sx), ok, moved), (total,))
+    stay = xp.concat([stay, xp.zeros(1, dtype=xp.bool, device=device(x))])
+
+    voxel = xp.where(xp.reshape(mask, (total,)), index, dead)
+    for _ in range(n_iters - 1):
+        voxel = xp.take(following, voxel)
+    final = xp.where(xp.take(stay, voxel), voxel, xp.full_like(voxel, -1))
+    tables = xp.stack([xp.reshape(t, (total,)) for t in (ss, sx, sy, gds)], axis=0)
+    return final, tables, index
+
+
+def _assemble(
+    input: Array, x: Array, final: Array, shifts: Array, bonus: float, *, xp: Any,
+) -> tuple[Array, Array]:
+    """Dense outputs from the flat final voxel (``-1``: unrefined) and the per-voxel ``(ss, sx, sy, g.s)``."""
+    shape = tuple(input.shape)
+    size = shape[2:]
+    total = math.prod(shape)
+    refined = final >= 0
+    safe = xp.where(refined, final, xp.zeros_like(final))
+    fd, fh, fw = _unflatten(safe, size)
+    grid = xp.reshape(_grid(shape, x.dtype, x, xp=xp), (shape[0] * shape[1], 3, total // (shape[0] * shape[1])))
+    flat_x = xp.reshape(x, (total,))
+    parts = []
+    for axis, pos in enumerate((fd, fw, fh)):
+        moved_to = xp.astype(pos, x.dtype) + xp.take(shifts[axis, ...], safe)
+        parts.append(xp.where(refined, moved_to, xp.reshape(grid[:, axis, :], (total,))))
+    value = xp.take(flat_x, safe) + 0.5 * xp.take(shifts[3, ...], safe) + bonus
+    value = xp.where(refined, value, flat_x)
+    b, ch, d, h, w = shape
+    coords = xp.stack([xp.reshape(p, (b, ch, d, h, w)) for p in parts], axis=2)
+    return xp.astype(coords, input.dtype), xp.astype(xp.reshape(value, shape), input.dtype)
+
+
+def _static_path(input: Array, mask: Array, n_iters: int, bonus: float, threshold: float,
+                 allow_scale_steps: bool, radius: int | None, hooks: Hooks, *, xp: Any) -> tuple[Array, Array]:
+    b, ch, d, h, w = input.shape
+    x = xp.reshape(xp.astype(input, c.compute_dtype(input.dtype, xp=xp)), (b * ch, d, h, w))
+    mask = xp.reshape(mask, (b * ch, d, h, w))
+    final, tables, _ = _dense_refine(x, mask, n_iters, threshold, allow_scale_steps, radius, hooks, xp=xp)
+    return _assemble(input, x, final, tables, bonus, xp=xp)
+
+
+def conv_quad_interp3d(
+    input: Array,
+    n_iters: int = 5,
+    strict_maxima_bonus: float = 10.0,
+    max_subpixel_shift: float = 0.6,
+    precomputed_nms_mask: Array | None = None,
+    dilation_radius: int = 1,
+    allow_scale_steps: bool = True,
+) -> tuple[Array, Array]:
+    """Sub-voxel refinement of 3-D maxima by iterated quadratic fits; static shapes throughout.
+
+    Every output has a shape fixed by the input's, and no step depends on data through its shape
+    (no ``nonzero``), so the function runs under ``jax.jit``, ``torch.compile`` and CUDA graphs.
+    A keypoint may visit only voxels within ``dilation_radius`` (L-infinity) of a maximum of its
+    image; one that moves farther is rejected. See the module notes for the full rule.
+
+    Parameters
+    ----------
+    input : array
+        Response of shape ``(B, C, D, H, W)``, real floating.
+    n_iters : int, optional
+        Maximum iterations per keypoint (at least 0).
+    strict_maxima_bonus : float, optional
+        Added to the value of every refined maximum.
+    max_subpixel_shift : float, optional
+        A shift component above this moves the centre one voxel and iterates again.
+    precomputed_nms_mask : array, optional
+        Boolean mask of the input's shape (e.g. from :func:`nms3d`) to use instead of the
+        internal 3x3x3 strict NMS.
+    dilation_radius : int, optional
+        How far (in voxels, L-infinity) a keypoint may travel from a maximum; at least 0.
+    allow_scale_steps : bool, optional
+        Also move along the depth (scale) axis.
+
+    Returns
+    -------
+    tuple of arrays
+        Coordinates ``(B, C, 3, D, H, W)`` ordered ``(depth, x, y)`` (grid coordinates wherever
+        nothing was refined) and values ``(B, C, D, H, W)`` (the input wherever nothing was
+        refined; the fit's value plus the bonus at refined maxima).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from subpix_xp import conv_quad_interp3d
+    >>> d, y, x = np.meshgrid(np.arange(5.), np.arange(7.), np.arange(7.), indexing="ij")
+    >>> blob = np.exp(-((d - 2.2) ** 2 + (y - 3.4) ** 2 + (x - 2.7) ** 2) / 4.0)[None, None]
+    >>> coords, vals = conv_quad_interp3d(blob, strict_maxima_bonus=0.0)
+    >>> coords[0, 0, :, 2, 3, 3].round(2)
+    array([2.2, 2.7, 3.4])
+    """
+    func = "conv_quad_interp3d"
+    xp = _check(func, input, precomputed_nms_mask, n_iters, strict_maxima_bonus, max_subpixel_shift,
+                allow_scale_steps)
+    radius = v.check_int(func, "dilation_radius", dilation_radius, minimum=0)
+    hooks = hooks_for(xp)
+    if min(input.shape[2:]) < 3 or input.size == 0:
+        return _unrefined(input, xp=xp)
+    mask = _nms_mask(input, precomputed_nms_mask, hooks, xp=xp)
+    if n_iters == 0:
+        return _no_iterations(input, mask, float(strict_maxima_bonus), xp=xp)
+    return _static_path(input, mask, n_iters, float(strict_maxima_bonus), float(max_subpixel_shift),
+                        allow_scale_steps, radius, hooks, xp=xp)
+
+
+def _no_iterations(input: Array, mask: Array, bonus: float, *, xp: Any) -> tuple[Array, Array]:
+    """With no iteration every maximum is kept where it is, with the bonus added."""
+    coords = _grid(tuple(input.shape), input.dtype, input, xp=xp)
+    values = xp.where(mask, input + bonus, input) if bonus else input
+    return xp.asarray(coords, copy=True), xp.asarray(values, copy=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sparse path.
+
+
+def _top_per_image(index: Array, values: Array, per_image: int, volume: int, *, xp: Any) -> Array:
+    """The positions among ``index`` (ascending) with the ``per_image`` largest ``values`` in each image.
+
+    Ties keep the earlier position, as a stable descending sort does. The result stays ascending.
+    """
+    by_value = xp.argsort(values, descending=True, stable=True)
+    image = xp.take(index, by_value) // volume
+    grouped = xp.take(by_value, xp.argsort(image, stable=True))
+    image_sorted = xp.take(index, grouped) // volume
+    first = xp.searchsorted(image_sorted, image_sorted, side="left")
+    rank = xp.arange(index.shape[0], dtype=first.dtype, device=device(index)) - first
+    kept = xp.take(grouped, xp.nonzero(rank < per_image)[0])
+    return xp.sort(xp.take(index, kept))
+
+
+def _sparse_refine(
+    flat_x: Array, index: Array, size: tuple[int, int, int], n_iters: int, threshold: float,
+    allow_scale_steps: bool, *, xp: Any,
+) -> tuple[Array, Array, tuple[Array, Array, Array, Array]]:
+    """Iterate the keypoints at flat positions ``index``: final voxel, refined flag and ``(ss, sx, sy, g.s)``."""
+    d, h, w = size
+    volume = d * h * w
+    base = (index // volume) * volume
+    position = _unflatten(index, size)
+    ok_all = xp.ones(index.shape, dtype=xp.bool, device=device(index))
+    refined = ok_all
+    for it in range(n_iters):
+        cd, ch_, cw = (xp.clip(p, 1, n - 2) for p, n in zip(position, size))
+        centre = base + (cd * h + ch_) * w + cw
+
+        def at(dd: int, dh: int, dw: int, centre: Array = centre) -> Array:
+            return xp.take(flat_x, centre + ((dd * h + dh) * w + dw))
+
+        sx, sy, ss, gds, solved = _solve(_derivatives(at), xp=xp)
+        ok = ok_all & solved
+        new_position, ok, moved = _step(position, (ss, sy, sx), ok, size, threshold, allow_scale_steps, xp=xp)
+        if it == n_iters - 1:
+            refined = _converged((ss, sy, sx), ok, moved)
+        else:
+            position, ok_all = new_position, ok
+    final = base + (position[0] * h + position[1]) * w + position[2]
+    return final, refined, (ss, sx, sy, gds)
+
+
+def _sparse_path(input: Array, mask: Array, n_iters: int, bonus: float, threshold: float,
+                 allow_scale_steps: bool, max_candidates: int | None, hooks: Hooks, *, xp: Any) -> tuple[Array, Array]:
+    shape = tuple(input.shape)
+    size = shape[2:]
+    total = math.prod(shape)
+    x = xp.astype(input, c.compute_dtype(input.dtype, xp=xp))
+    flat_x = xp.reshape(x, (total,))
+    index = xp.nonzero(xp.reshape(mask, (total,)))[0]
+    if max_candidates is not None and index.shape[0] > max_candidates:
+        index = _top_per_image(index, xp.take(flat_x, index), max_candidates, math.prod(size), xp=xp)
+    if index.shape[0] == 0:
+        return _unrefined(input, xp=xp)
+    final, refined, (ss, sx, sy, gds) = _sparse_refine(flat_x, index, size, n_iters, threshold, allow_scale_steps,
+                                                       xp=xp)
+    fd, fh, fw = _unflatten(final, size)
+    od, oh, ow = _unflatten(index, size)
+    grid = _grid(shape, x.dtype, x, xp=xp)
+    coords = []
+    for axis, (pos, orig, s) in enumerate(((fd, od, ss), (fw, ow, sx), (fh, oh, sy))):
+        point = xp.where(refined, xp.astype(pos, x.dtype) + s, xp.astype(orig, x.dtype))
+        dense = xp.reshape(grid[:, :, axis, ...], (total,))
+        coords.append(xp.reshape(hooks.expand(point, index, dense, xp=xp), shape))
+    value = xp.where(refined, xp.take(flat_x, final) + 0.5 * gds + bonus, xp.take(flat_x, index))
+    values = xp.reshape(hooks.expand(value, index, flat_x, xp=xp), shape)
+    return xp.astype(xp.stack(coords, axis=2), input.dtype), xp.astype(values, input.dtype)
+
+
+def iterative_quad_interp3d(
+    input: Array,
+    n_iters: int = 5,
+    strict_maxima_bonus: float = 10.0,
+    max_subpixel_shift: float = 0.6,
+    allow_scale_steps: bool = True,
+    precomputed_nms_mask: Array | None = None,
+    max_candidates: int | None = None,
+) -> tuple[Array, Array]:
+    """Sub-voxel refinement of 3-D maxima by iterated quadratic fits at the maxima only.
+
+    Finds the maxima with ``nonzero`` and iterates only them, with no ``dilation_radius`` limit:
+    the fast choice on CPUs. Where shapes cannot depend on data (under ``jax.jit``, on Dask), it
+    runs the static-shape path of :func:`conv_quad_interp3d` with a radius of ``n_iters``, which
+    gives the same result.
+
+    Parameters
+    ----------
+    input : array
+        Response of shape ``(B, C, D, H, W)``, real floating.
+    n_iters : int, optional
+        Maximum iterations per keypoint (at least 0).
+    strict_maxima_bonus : float, optional
+        Added to the value of every refined maximum.
+    max_subpixel_shift : float, optional
+        A shift component above this moves the centre one voxel and iterates again.
+    allow_scale_steps : bool, optional
+        Also move along the depth (scale) axis.
+    precomputed_nms_mask : array, optional
+        Boolean mask of the input's shape to use instead of the internal 3x3x3 strict NMS.
+    max_candidates : int, optional
+        Refine only the ``max_candidates`` maxima with the largest input values of each image
+        (ties: the earlier voxel first); the others keep grid coordinates and input values.
+
+    Returns
+    -------
+    tuple of arrays
+        Coordinates ``(B, C, 3, D, H, W)`` ordered ``(depth, x, y)`` and values ``(B, C, D, H, W)``,
+        as :func:`conv_quad_interp3d`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from subpix_xp import iterative_quad_interp3d
+    >>> d, y, x = np.meshgrid(np.arange(5.), np.arange(7.), np.arange(7.), indexing="ij")
+    >>> blob = np.exp(-((d - 2.2) ** 2 + (y - 3.4) ** 2 + (x - 2.7) ** 2) / 4.0)[None, None]
+    >>> coords, vals = iterative_quad_interp3d(blob, strict_maxima_bonus=0.0)
+    >>> coords[0, 0, :, 2, 3, 3].round(2)
+    array([2.2, 2.7, 3.4])
+    """
+    func = "iterative_quad_interp3d"
+    xp = _check(func, input, precomputed_nms_mask, n_iters, strict_maxima_bonus, max_subpixel_shift,
+                allow_scale_steps)
+    if max_candidates is not None:
+        max_candidates = v.check_int(func, "max_candidates", max_candidates, minimum=0)
+    hooks = hooks_for(xp)
+    if min(input.shape[2:]) < 3 or input.size == 0:
+        return _unrefined(input, xp=xp)
+    mask = _nms_mask(input, precomputed_nms_mask, hooks, xp=xp)
+    if n_iters == 0:
+        return _no_iterations(input, mask, float(strict_maxima_bonus), xp=xp)
+    if not hooks.supports_dynamic_shapes(input):
+        if max_candidates is not None:
+            mask = _top_per_image_dense(input, mask, max_candidates, xp=xp)
+        return _static_path(input, mask, n_iters, float(strict_maxima_bonus), float(max_subpixel_shift),
+                            allow_scale_steps, None, hooks, xp=xp)
+    return _sparse_path(input, mask, n_iters, float(strict_maxima_bonus), float(max_subpixel_shift),
+                        allow_scale_steps, max_candidates, hooks, xp=xp)
+
+
+def _top_per_image_dense(input: Array, mask: Array, per_image: int, *, xp: Any) -> Array:
+    """Static-shape form of :func:`_top_per_image`: the mask of each image's top maxima."""
+    b, ch = input.shape[:2]
+    volume = math.prod(input.shape[2:])
+    values = xp.reshape(input, (b * ch, volume))
+    flat_mask = xp.reshape(mask, (b * ch, volume))
+    by_value = xp.argsort(values, axis=-1, descending=True, stable=True)
+    maxima_first = xp.argsort(xp.astype(~xp.take_along_axis(flat_mask, by_value, axis=-1), xp.uint8), axis=-1,
+                              stable=True)
+    order = xp.take_along_axis(by_value, maxima_first, axis=-1)
+    rank = xp.argsort(order, axis=-1, stable=True)
+    return xp.reshape(flat_mask & (rank < per_image), tuple(input.shape))

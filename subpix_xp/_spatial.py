@@ -1,0 +1,208 @@
+"""DSNT: spatial softmax, spatial expectation, spatial soft-argmax and Gaussian heatmap rendering."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _common as c
+from . import _validation as v
+from .backends import hooks_for
+
+Array = Any
+
+__all__ = ["render_gaussian2d", "spatial_expectation2d", "spatial_soft_argmax2d", "spatial_softmax2d"]
+
+_LAYOUT = "(B, N, H, W)"
+
+
+def _heatmaps(func: str, input: Array) -> Any:
+    xp = v.namespace(func, input=input)
+    v.check_ndim(func, "input", input, 4, _LAYOUT)
+    v.check_floating(func, "input", input, xp)
+    return xp
+
+
+def _softmax(func: str, input: Array, temperature: Any, *, xp: Any) -> Array:
+    """The softmax of each map over its ``H * W`` positions, in the compute dtype, flattened."""
+    b, n, h, w = input.shape
+    temp = v.temperature(func, temperature, input, (b, n, 1), xp, hooks_for(xp))
+    dtype = c.compute_dtype(input.dtype, xp=xp)
+    flat = xp.reshape(xp.astype(input, dtype), (b, n, h * w))
+    if not isinstance(temp, float):
+        temp = xp.astype(temp, dtype)
+    if not (isinstance(temp, float) and temp == 1.0):
+        flat = flat / temp
+    return c.softmax(flat, -1, xp=xp)
+
+
+def spatial_softmax2d(input: Array, temperature: Array | float | None = None) -> Array:
+    """Softmax over the ``H * W`` positions of each map (not over channels).
+
+    The input is divided by the temperature: ``softmax(input / T)``. kornia before 0.9.0 multiplied.
+
+    Parameters
+    ----------
+    input : array
+        Heatmaps of shape ``(B, N, H, W)``, real floating dtype.
+    temperature : float or array, optional
+        Positive; ``None`` means 1. An array must broadcast against ``(B, N, 1)``.
+
+    Returns
+    -------
+    array
+        A probability distribution per map, shape ``(B, N, H, W)``, in the input's dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from subpix_xp import spatial_softmax2d
+    >>> heatmaps = np.array([[[[0., 0., 0.], [0., 0., 0.], [0., 1., 2.]]]])
+    >>> spatial_softmax2d(heatmaps).round(4)
+    array([[[[0.0585, 0.0585, 0.0585],
+             [0.0585, 0.0585, 0.0585],
+             [0.0585, 0.1589, 0.4319]]]])
+    """
+    func = "spatial_softmax2d"
+    xp = _heatmaps(func, input)
+    soft = _softmax(func, input, temperature, xp=xp)
+    return xp.astype(xp.reshape(soft, tuple(input.shape)), input.dtype)
+
+
+def _expectation(probs: Array, h: int, w: int, normalized: bool, *, xp: Any) -> Array:
+    """Expected ``(x, y)`` of flattened ``(B, N, H * W)`` probabilities, shape ``(B, N, 2)``."""
+    b, n = probs.shape[0], probs.shape[1]
+    grid = xp.reshape(probs, (b, n, h, w))
+    xs = c.axis_coordinates(w, normalized, dtype=probs.dtype, like=probs, xp=xp)
+    ys = c.axis_coordinates(h, normalized, dtype=probs.dtype, like=probs, xp=xp)
+    expected_x = xp.sum(xp.sum(grid, axis=-2) * xs, axis=-1)
+    expected_y = xp.sum(xp.sum(grid, axis=-1) * ys, axis=-1)
+    return xp.stack([expected_x, expected_y], axis=-1)
+
+
+def spatial_expectation2d(input: Array, normalized_coordinates: bool = True) -> Array:
+    """Expected ``(x, y)`` coordinate of each map, using the map as given (no renormalisation).
+
+    Parameters
+    ----------
+    input : array
+        Spatial probabilities of shape ``(B, N, H, W)``; a map summing to ``s`` scales its result by ``s``.
+    normalized_coordinates : bool, optional
+        Corner-aligned coordinates in ``[-1, 1]`` if True, pixel indices otherwise.
+
+    Returns
+    -------
+    array
+        Shape ``(B, N, 2)``, ordered ``(x, y)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from subpix_xp import spatial_expectation2d
+    >>> heatmaps = np.array([[[[0., 0., 0.], [0., 0., 0.], [0., 1., 0.]]]])
+    >>> spatial_expectation2d(heatmaps, False)
+    array([[[1., 2.]]])
+    """
+    func = "spatial_expectation2d"
+    xp = _heatmaps(func, input)
+    v.check_bool(func, "normalized_coordinates", normalized_coordinates)
+    b, n, h, w = input.shape
+    dtype = c.compute_dtype(input.dtype, xp=xp)
+    probs = xp.reshape(xp.astype(input, dtype), (b, n, h * w))
+    return xp.astype(_expectation(probs, h, w, normalized_coordinates, xp=xp), input.dtype)
+
+
+def spatial_soft_argmax2d(
+    input: Array, temperature: Array | float | None = None, normalized_coordinates: bool = True
+) -> Array:
+    """Soft-argmax of each map: ``spatial_expectation2d(spatial_softmax2d(input, temperature))``.
+
+    Parameters
+    ----------
+    input : array
+        Heatmaps of shape ``(B, N, H, W)``.
+    temperature : float or array, optional
+        Positive softmax temperature (the input is divided by it); ``None`` means 1.
+    normalized_coordinates : bool, optional
+        Corner-aligned coordinates in ``[-1, 1]`` if True, pixel indices otherwise.
+
+    Returns
+    -------
+    array
+        Shape ``(B, N, 2)``, ordered ``(x, y)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from subpix_xp import spatial_soft_argmax2d
+    >>> x = np.array([[[[0., 0., 0.], [0., 10., 0.], [0., 0., 0.]]]])
+    >>> spatial_soft_argmax2d(x, normalized_coordinates=False).round(4)
+    array([[[1., 1.]]])
+    """
+    func = "spatial_soft_argmax2d"
+    xp = _heatmaps(func, input)
+    v.check_bool(func, "normalized_coordinates", normalized_coordinates)
+    _, _, h, w = input.shape
+    soft = _softmax(func, input, temperature, xp=xp)
+    return xp.astype(_expectation(soft, h, w, normalized_coordinates, xp=xp), input.dtype)
+
+
+def render_gaussian2d(mean: Array, std: Array, size: tuple[int, int], normalized_coordinates: bool = True) -> Array:
+    """Render the PDF of a 2-D Gaussian on an ``(H, W)`` grid, normalised to sum to one.
+
+    Each axis is a softmax of ``-(t - mu)**2 / (2 sigma**2)`` over the grid, so a mean far off the
+    grid still gives a finite heatmap (its mass on the nearest border) and finite gradients.
+
+    Parameters
+    ----------
+    mean : array
+        ``(mu_x, mu_y)``, shape ``(*, 2)``, real floating.
+    std : array
+        ``(sigma_x, sigma_y)``, shape ``(*, 2)``, broadcastable with ``mean``; same dtype and device.
+    size : tuple of 2 ints
+        ``(height, width)`` of the output.
+    normalized_coordinates : bool, optional
+        Whether ``mean`` and ``std`` are in corner-aligned ``[-1, 1]`` units (else pixels).
+
+    Returns
+    -------
+    array
+        Shape ``(*, H, W)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from subpix_xp import render_gaussian2d
+    >>> heat = render_gaussian2d(np.array([2.0, 1.0]), np.array([0.5, 0.5]), (3, 5), False)
+    >>> heat.shape, np.unravel_index(heat.argmax(), heat.shape)
+    ((3, 5), (np.int64(1), np.int64(2)))
+    """
+    func = "render_gaussian2d"
+    xp = v.namespace(func, mean=mean, std=std)
+    for name, a in (("mean", mean), ("std", std)):
+        v.check_floating(func, name, a, xp)
+        if a.ndim < 1 or a.shape[-1] != 2:
+            msg = f"{func}: expected `{name}` of shape (*, 2); got shape {tuple(a.shape)}"
+            raise ValueError(msg)
+    if mean.dtype != std.dtype:
+        msg = f"{func}: expected `mean` and `std` of one dtype; got {mean.dtype} and {std.dtype}"
+        raise TypeError(msg)
+    if v.broadcast_shape(tuple(mean.shape), tuple(std.shape)) is None:
+        msg = f"{func}: `std` of shape {tuple(std.shape)} does not broadcast with `mean` of shape {tuple(mean.shape)}"
+        raise ValueError(msg)
+    height, width = v.int_tuple(func, "size", size, 2, minimum=1, allow_int=False)
+    v.check_bool(func, "normalized_coordinates", normalized_coordinates)
+
+    dtype = c.compute_dtype(mean.dtype, xp=xp)
+    mean_c, std_c = xp.astype(mean, dtype), xp.astype(std, dtype)
+    xs = c.axis_coordinates(width, normalized_coordinates, dtype=dtype, like=mean, xp=xp)
+    ys = c.axis_coordinates(height, normalized_coordinates, dtype=dtype, like=mean, xp=xp)
+    gauss_x = _gaussian_axis(xs, mean_c[..., 0:1], std_c[..., 0:1], xp=xp)
+    gauss_y = _gaussian_axis(ys, mean_c[..., 1:2], std_c[..., 1:2], xp=xp)
+    heat = gauss_y[..., :, None] * gauss_x[..., None, :]
+    return xp.astype(heat, mean.dtype)
+
+
+def _gaussian_axis(t: Array, mu: Array, sigma: Array, *, xp: Any) -> Array:
+    """One axis of the Gaussian, normalised to sum to one over the grid ``t``."""
+    logits = (t - mu) ** 2 * (-0.5 / sigma**2)
+    return c.softmax(logits, -1, xp=xp)

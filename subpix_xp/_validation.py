@@ -1,0 +1,145 @@
+"""Input checks shared by the public functions: early, clear errors that name the function and parameter.
+
+Nothing here reads array values unless the backend says that costs no synchronisation
+(:attr:`Hooks.can_inspect`), so the checks are safe under ``jax.jit`` and on Dask arrays.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+from array_api_compat import array_namespace, device, is_array_api_obj
+
+from .backends import Hooks
+
+Array = Any
+
+
+def namespace(func: str, **arrays: Array | None) -> Any:
+    """Return the namespace shared by the given arrays (``None`` entries are skipped).
+
+    Raises ``TypeError`` for a non-array, for arrays of two libraries and for two devices.
+    """
+    present = {name: a for name, a in arrays.items() if a is not None}
+    for name, a in present.items():
+        if not is_array_api_obj(a):
+            msg = f"{func}: expected an array for `{name}`; got {type(a).__name__}"
+            raise TypeError(msg)
+    try:
+        xp = array_namespace(*present.values())
+    except TypeError:
+        kinds = ", ".join(f"`{name}` is {type(a).__module__}.{type(a).__name__}" for name, a in present.items())
+        msg = f"{func}: expected arrays of one array library; got {kinds}"
+        raise TypeError(msg) from None
+    devices = {name: device(a) for name, a in present.items()}
+    first = next(iter(devices.values()), None)
+    if any(d != first for d in devices.values()):
+        where = ", ".join(f"`{name}` on {d}" for name, d in devices.items())
+        msg = f"{func}: expected arrays on one device; got {where}"
+        raise TypeError(msg)
+    return xp
+
+
+def check_ndim(func: str, name: str, x: Array, ndim: int, layout: str) -> None:
+    if x.ndim != ndim:
+        msg = f"{func}: expected a {ndim}-D array {layout} for `{name}`; got shape {tuple(x.shape)}"
+        raise ValueError(msg)
+
+
+def check_floating(func: str, name: str, x: Array, xp: Any) -> None:
+    if not xp.isdtype(x.dtype, "real floating"):
+        msg = f"{func}: expected a real floating-point array for `{name}`; got dtype {x.dtype}"
+        raise TypeError(msg)
+
+
+def check_real(func: str, name: str, x: Array, xp: Any) -> None:
+    if not (xp.isdtype(x.dtype, "real floating") or xp.isdtype(x.dtype, "integral") or x.dtype == xp.bool):
+        msg = f"{func}: expected a real (floating, integer or bool) array for `{name}`; got dtype {x.dtype}"
+        raise TypeError(msg)
+
+
+def int_tuple(func: str, name: str, value: Any, n: int, *, minimum: int, allow_int: bool = True) -> tuple[int, ...]:
+    """Return ``value`` as a tuple of ``n`` Python ints, each at least ``minimum``, else ``ValueError``."""
+    if allow_int and _is_int(value):
+        value = (value,) * n
+    if (
+        not isinstance(value, Sequence)
+        or len(value) != n
+        or not all(_is_int(v) for v in value)
+        or any(v < minimum for v in value)
+    ):
+        what = f"a tuple of {n} ints >= {minimum}" + (" (or one int)" if allow_int else "")
+        msg = f"{func}: expected {what} for `{name}`; got {value!r}"
+        raise ValueError(msg)
+    return tuple(int(v) for v in value)
+
+
+def check_int(func: str, name: str, value: Any, *, minimum: int) -> int:
+    if not _is_int(value) or value < minimum:
+        msg = f"{func}: expected an int >= {minimum} for `{name}`; got {value!r}"
+        raise ValueError(msg)
+    return int(value)
+
+
+def check_number(func: str, name: str, value: Any, *, minimum: float = -math.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= minimum:
+        msg = f"{func}: expected a real number >= {minimum} for `{name}`; got {value!r}"
+        raise ValueError(msg)
+    return float(value)
+
+
+def check_bool(func: str, name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        msg = f"{func}: expected a bool for `{name}`; got {value!r}"
+        raise TypeError(msg)
+    return value
+
+
+def temperature(func: str, value: Any, x: Array, layout: tuple[int, ...], xp: Any, hooks: Hooks) -> Array | float:
+    """Validate a temperature: ``None`` (means 1), a positive number, or a positive real array.
+
+    An array must broadcast against ``layout``; it comes back in ``x``'s dtype. Its values are
+    checked only where the backend can read them without synchronising.
+    """
+    if value is None:
+        return 1.0
+    if not is_array_api_obj(value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            msg = f"{func}: expected a positive number or array for `temperature`; got {type(value).__name__}"
+            raise TypeError(msg)
+        if not value > 0:
+            msg = f"{func}: expected a positive `temperature`; got {value!r}"
+            raise ValueError(msg)
+        return float(value)
+    namespace(func, input=x, temperature=value)
+    check_real(func, "temperature", value, xp)
+    if value.dtype == xp.bool:
+        msg = f"{func}: expected a real, non-bool array for `temperature`; got dtype {value.dtype}"
+        raise TypeError(msg)
+    if broadcast_shape(tuple(value.shape), layout) is None:
+        msg = f"{func}: `temperature` of shape {tuple(value.shape)} does not broadcast against {layout}"
+        raise ValueError(msg)
+    value = xp.astype(value, x.dtype)
+    if hooks.can_inspect(value) and not bool(xp.all(value > 0)):
+        msg = f"{func}: expected a positive `temperature`; got an array with zero, negative or NaN entries"
+        raise ValueError(msg)
+    return value
+
+
+def broadcast_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None:
+    """NumPy broadcasting of two shapes, or ``None`` if they do not broadcast."""
+    out = []
+    for i in range(1, max(len(a), len(b)) + 1):
+        p = a[-i] if i <= len(a) else 1
+        q = b[-i] if i <= len(b) else 1
+        if p != q and 1 not in (p, q):
+            return None
+        out.append(q if p == 1 else p)
+    return tuple(reversed(out))
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)

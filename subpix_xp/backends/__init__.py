@@ -1,0 +1,117 @@
+"""Per-backend hooks: the few kernels the Array API standard lacks or runs slowly.
+
+The contract is :class:`Hooks`. :data:`GENERIC` implements every hook with the standard alone;
+a backend module (``_numpy``, ``_torch``, ...) overrides only what its library does better and
+imports that library lazily. :func:`hooks_for` picks the hooks for a namespace;
+:func:`use_generic_hooks` (or ``SUBPIX_XP_GENERIC_HOOKS=1``) forces the generic ones everywhere, so
+the whole suite can run on the reference path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import functools
+import importlib
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from . import _generic
+
+__all__ = ["GENERIC", "Hooks", "backend_name", "hooks_for", "use_generic_hooks"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Hooks:
+    """The kernels an operation may delegate to its array library.
+
+    Every callable takes its arrays positionally, static parameters after them, and the namespace
+    as the keyword ``xp`` where it needs one. See :mod:`subpix_xp.backends._generic` for the
+    reference semantics of each.
+    """
+
+    name: str
+    window_max: Callable[..., Any]
+    window_min: Callable[..., Any]
+    pad: Callable[..., Any]
+    expand: Callable[..., Any]
+    can_inspect: Callable[[Any], bool]
+    prefers_static_shapes: Callable[[Any], bool]
+    supports_dynamic_shapes: Callable[[Any], bool]
+
+
+GENERIC = Hooks(
+    name="generic",
+    window_max=_generic.window_max,
+    window_min=_generic.window_min,
+    pad=_generic.pad,
+    expand=_generic.expand,
+    can_inspect=_generic.can_inspect,
+    prefers_static_shapes=_generic.prefers_static_shapes,
+    supports_dynamic_shapes=_generic.supports_dynamic_shapes,
+)
+
+_ENV_VAR = "SUBPIX_XP_GENERIC_HOOKS"
+_force_generic: contextvars.ContextVar[bool] = contextvars.ContextVar("subpix_xp_force_generic", default=False)
+
+# array-api-compat's namespace checks, in order, and the backend module that serves each.
+_BACKENDS = (
+    ("is_numpy_namespace", "_numpy"),
+    ("is_torch_namespace", "_torch"),
+    ("is_cupy_namespace", "_cupy"),
+    ("is_jax_namespace", "_jax"),
+    ("is_dask_namespace", "_dask"),
+)
+
+
+def backend_name(xp: Any) -> str:
+    """The short name of the backend module that serves ``xp`` (``"generic"`` if none does)."""
+    import array_api_compat
+
+    for check, module in _BACKENDS:
+        if getattr(array_api_compat, check)(xp):
+            return module.lstrip("_")
+    return "generic"
+
+
+@functools.cache
+def _native_hooks(name: str) -> Hooks:
+    if name == "generic":
+        return GENERIC
+    try:
+        module = importlib.import_module(f"{__name__}._{name}")
+    except ModuleNotFoundError:
+        return GENERIC
+    return module.HOOKS
+
+
+def _generic_forced() -> bool:
+    return _force_generic.get() or os.environ.get(_ENV_VAR, "") not in ("", "0")
+
+
+def hooks_for(xp: Any) -> Hooks:
+    """The hooks for namespace ``xp``: the backend's own, or the generic ones when forced."""
+    if _generic_forced():
+        return GENERIC
+    return _native_hooks(backend_name(xp))
+
+
+@contextlib.contextmanager
+def use_generic_hooks(enabled: bool = True) -> Iterator[None]:
+    """Run the enclosed calls on the generic (standard-only) hooks.
+
+    >>> import numpy as np
+    >>> from subpix_xp import nms2d
+    >>> from subpix_xp.backends import use_generic_hooks
+    >>> with use_generic_hooks():
+    ...     mask = nms2d(np.eye(3).reshape(1, 1, 3, 3), (3, 3), mask_only=True)
+    >>> bool(mask[0, 0, 1, 1])
+    False
+    """
+    token = _force_generic.set(enabled)
+    try:
+        yield
+    finally:
+        _force_generic.reset(token)
