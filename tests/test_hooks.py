@@ -1,0 +1,152 @@
+"""Every native hook agrees with its generic (standard-only) fallback, and the switch forces the generic ones.
+
+Each array hook of :class:`subpix_xp.backends.Hooks` needs a case generator in ``CASES``; a hook
+without one fails :func:`test_every_hook_has_cases`, so a new hook cannot land untested.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from conftest import load_backend
+
+import subpix_xp
+from subpix_xp.backends import GENERIC, Hooks, hooks_for, use_generic_hooks
+from subpix_xp.testing import to_numpy
+
+PREDICATES = {"name", "can_inspect", "prefers_static_shapes", "supports_dynamic_shapes"}
+DTYPES = ["float32", "float64", "int32", "uint8", "bool"]
+
+
+def _data(rng, shape, dtype):
+    if dtype == "bool":
+        return rng.random(shape) > 0.5
+    if dtype in ("int32", "uint8"):
+        return rng.integers(0, 4, shape).astype(dtype)  # many ties
+    x = rng.standard_normal(shape).astype(dtype)
+    x.reshape(-1)[rng.integers(0, x.size, 3)] = np.nan
+    return x
+
+
+def _window_cases(rng):
+    for dtype in DTYPES:
+        if dtype == "bool":
+            continue
+        for shape, window in [((2, 7, 9), (3, 3)), ((1, 2, 5, 6, 7), (3, 2, 4)), ((3, 8), (5,)),
+                              ((2, 6, 6), (1, 6)), ((1, 1, 4, 5, 6), (1, 1, 1)), ((2, 9, 9), (7, 2))]:
+            yield (_data(rng, shape, dtype), window), {}
+
+
+def _pad_cases(rng):
+    for dtype in DTYPES:
+        value = False if dtype == "bool" else 0 if dtype in ("int32", "uint8") else -np.inf
+        for shape, widths in [((2, 3, 4), ((1, 1), (0, 2))), ((1, 2, 3, 4, 5), ((1, 0), (2, 2), (0, 0)))]:
+            yield (_data(rng, shape, dtype), widths, value), {}
+
+
+def _expand_cases(rng):
+    for dtype in ["float32", "float64"]:
+        for total, n in [(50, 7), (10, 10), (10, 0), (1, 1)]:
+            base = _data(rng, (total,), dtype)
+            index = np.sort(rng.choice(total, n, replace=False)).astype(np.int64)
+            values = rng.standard_normal(n).astype(dtype)
+            yield (values, index, base), {}
+
+
+CASES = {"window_max": _window_cases, "window_min": _window_cases, "pad": _pad_cases, "expand": _expand_cases}
+
+
+def _array_hooks():
+    return [f.name for f in dataclasses.fields(Hooks) if f.name not in PREDICATES]
+
+
+def test_every_hook_has_cases():
+    missing = set(_array_hooks()) - set(CASES)
+    assert not missing, f"hooks without a native-vs-generic test case: {sorted(missing)}"
+
+
+def _convert(backend, arg):
+    return backend.asarray(arg) if isinstance(arg, np.ndarray) else arg
+
+
+@pytest.mark.parametrize("hook", _array_hooks())
+def test_native_hook_matches_generic(hook, xp_backend):
+    native = hooks_for(xp_backend.xp)
+    if getattr(native, hook) is getattr(GENERIC, hook):
+        pytest.skip(f"{xp_backend.name} uses the generic {hook}")
+    rng = np.random.default_rng(0)
+    for args, kwargs in CASES[hook](rng):
+        converted = [_convert(xp_backend, a) for a in args]
+        expected = getattr(GENERIC, hook)(*converted, xp=xp_backend.xp, **kwargs)
+        got = getattr(native, hook)(*converted, xp=xp_backend.xp, **kwargs)
+        e, g = to_numpy(expected), to_numpy(got)
+        assert g.dtype == e.dtype and g.shape == e.shape, (hook, args[0].dtype, g.dtype, g.shape, e.shape)
+        np.testing.assert_array_equal(g, e, err_msg=f"{hook} on {xp_backend.name}, dtype {args[0].dtype}")
+
+
+def test_generic_window_max_against_brute_force():
+    rng = np.random.default_rng(1)
+    xp = load_backend("numpy").xp
+    for k in range(1, 9):
+        x = rng.standard_normal((3, 20))
+        got = GENERIC.window_max(x, (k,), xp=xp)
+        want = np.stack([x[:, i : i + k].max(axis=1) for i in range(20 - k + 1)], axis=1)
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(GENERIC.window_min(x, (k,), xp=xp), -GENERIC.window_max(-x, (k,), xp=xp))
+
+
+def test_generic_expand_against_scatter():
+    rng = np.random.default_rng(2)
+    xp = load_backend("numpy").xp
+    base = rng.standard_normal(30)
+    index = np.array([0, 4, 5, 29])
+    values = rng.standard_normal(4)
+    want = base.copy()
+    want[index] = values
+    np.testing.assert_array_equal(GENERIC.expand(values, index, base, xp=xp), want)
+    np.testing.assert_array_equal(base, base.copy())
+
+
+def test_native_backends_are_selected():
+    assert hooks_for(load_backend("numpy").xp).name == "numpy"
+    assert hooks_for(load_backend("torch").xp).name == "torch"
+    assert hooks_for(load_backend("array_api_strict").xp) is GENERIC
+
+
+def test_switch_forces_generic_hooks(monkeypatch):
+    xp = load_backend("numpy").xp
+    with use_generic_hooks():
+        assert hooks_for(xp) is GENERIC
+        with use_generic_hooks(False):
+            assert hooks_for(xp).name == "numpy"
+    assert hooks_for(xp).name == "numpy"
+    monkeypatch.setenv("SUBPIX_XP_GENERIC_HOOKS", "1")
+    assert hooks_for(xp) is GENERIC
+    monkeypatch.setenv("SUBPIX_XP_GENERIC_HOOKS", "0")
+    assert hooks_for(xp).name == "numpy"
+
+
+def test_predicates_on_cpu_backends():
+    torch = load_backend("torch")
+    t = torch.asarray(np.zeros(3))
+    native = hooks_for(torch.xp)
+    assert native.can_inspect(t) and not native.prefers_static_shapes(t) and native.supports_dynamic_shapes(t)
+
+
+def test_operations_agree_under_generic_hooks(xp_backend):
+    rng = np.random.default_rng(3)
+    x = xp_backend.asarray(rng.standard_normal((1, 2, 5, 12, 13)))
+    runs = []
+    for forced in (False, True):
+        with use_generic_hooks(forced):
+            runs.append([to_numpy(a) for a in (
+                subpix_xp.nms3d(x, (3, 3, 3), True),
+                *subpix_xp.nms3d_minmax(x),
+                *subpix_xp.conv_soft_argmax3d(x),
+                *subpix_xp.iterative_quad_interp3d(x),
+                *subpix_xp.conv_quad_interp3d(x),
+            )])
+    for native, generic in zip(*runs):
+        np.testing.assert_array_equal(native, generic)
