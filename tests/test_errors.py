@@ -108,8 +108,6 @@ def test_not_an_array_is_type_error(op, kind):
         call(value)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: `input=None` gives 'expected arrays of one array library; got ' "
-                   "without naming the parameter (_validation.namespace skips None entries)")
 @pytest.mark.parametrize("op", ["spatial_softmax2d", "nms2d", "conv_quad_interp3d"])
 def test_none_input_names_the_parameter(op):
     call, _ = OPS[op]
@@ -423,9 +421,6 @@ def test_good_temperature_array_is_accepted(be, func, call, ndim):
     assert first.shape[:2] == (2, 3)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a temperature array that does not broadcast to the per-map layout "
-                   "is not rejected up front: the backend fails deep inside (numpy ValueError 'operands could not "
-                   "be broadcast' / 'cannot reshape', torch RuntimeError) without naming the function or `temperature`")
 @pytest.mark.parametrize(
     ("func", "x_shape", "t_shape"),
     [("conv_soft_argmax2d", (1, 1, 3, 3), (2,)),
@@ -540,9 +535,6 @@ def test_bad_max_candidates(be, bad):
             call(x, max_candidates=bad)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: AdaptiveQuadInterp3d accepts a negative `dilation_radius` "
-                   "(resp. `max_candidates`) whenever the path picked for the input ignores it, so the same "
-                   "object fails on CUDA but silently runs on CPU; the constructor should check both")
 @pytest.mark.parametrize(("mode", "param"), [("auto", "dilation_radius"), ("patch", "dilation_radius"),
                                              ("conv", "max_candidates")])
 def test_adaptive_rejects_bad_parameters_of_either_path(be, mode, param):

@@ -305,9 +305,6 @@ def test_nms_bad_value_stays_in_its_windows(xp_backend, which, dim, window):
     np.testing.assert_array_equal(values, np.where(dirty, xb, 0.0))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (SPEC §5 wording: 'NaN or inf ... never becomes a strict maximum'): "
-                   "+inf is marked a strict maximum by nms2d/nms3d/nms3d_minmax (kornia 0.9.0 marks it too, so "
-                   "the SPEC and the parity rule disagree; the lead should settle which wins)")
 @pytest.mark.parametrize("func", ["nms2d", "nms3d", "nms3d_minmax"])
 def test_plus_inf_is_never_a_strict_maximum(xp_backend, func):
     be = xp_backend
