@@ -9,6 +9,7 @@ come out, on the same device, in the same dtype.
 from __future__ import annotations
 
 from ._conv_soft_argmax import conv_soft_argmax2d, conv_soft_argmax3d
+from ._detect import Blobs, detect_blobs
 from ._modules import (
     AdaptiveQuadInterp3d,
     ConvQuadInterp3d,
@@ -27,6 +28,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdaptiveQuadInterp3d",
+    "Blobs",
     "ConvQuadInterp3d",
     "ConvSoftArgmax2d",
     "ConvSoftArgmax3d",
@@ -37,6 +39,7 @@ __all__ = [
     "conv_quad_interp3d",
     "conv_soft_argmax2d",
     "conv_soft_argmax3d",
+    "detect_blobs",
     "iterative_quad_interp3d",
     "nms2d",
     "nms3d",

@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 from typing import Any
 
-from array_api_compat import device
+from array_api_compat import device as _compat_device
 
 Array = Any
+
+# Array types whose own ``.device`` is what ``array_api_compat.device`` returns (NumPy >= 2,
+# PyTorch): read it directly, which skips the library checks of the generic helper.
+_OWN_DEVICE: dict[type, bool] = {}
+
+
+def device(x: Array) -> Any:
+    """``array_api_compat.device(x)``, without its per-call library checks for NumPy and PyTorch arrays."""
+    kind = type(x)
+    own = _OWN_DEVICE.get(kind)
+    if own is None:
+        root = kind.__module__.partition(".")[0]
+        own = _OWN_DEVICE[kind] = root in ("numpy", "torch") and _compat_device(x) == getattr(x, "device", None)
+    return x.device if own else _compat_device(x)
 
 
 def compute_dtype(dtype: Any, *, xp: Any) -> Any:
@@ -29,8 +45,49 @@ def axis_coordinates(n: int, normalized: bool, *, dtype: Any, like: Array, xp: A
     return normalize(coords, n) if normalized else coords
 
 
+def exp_floor(dtype: Any, *, xp: Any) -> float:
+    """The lowest exponent worth computing: ``exp`` below it is subnormal (float32: below 1.2e-38).
+
+    Clamping a non-positive exponent there changes a weight by at most that much, and keeps
+    ``exp`` on its fast path: PyTorch's CPU ``exp`` is 10-30 times slower on arguments whose result
+    is subnormal or zero (the far tails of a Gaussian, the low end of a high-contrast heatmap).
+    """
+    return math.log(float(xp.finfo(dtype).smallest_normal)) + 0.5
+
+
 def softmax(x: Array, axis: int, *, xp: Any) -> Array:
-    """Softmax along ``axis``, shifted by the maximum so the denominator is at least 1."""
-    shifted = x - xp.max(x, axis=axis, keepdims=True)
-    e = xp.exp(shifted)
-    return e / xp.sum(e, axis=axis, keepdims=True)
+    """Softmax along ``axis``, shifted by the maximum so the denominator is at least 1 (the ``softmax`` hook)."""
+    from .backends import hooks_for
+
+    return hooks_for(xp).softmax(x, axis, xp=xp)
+
+
+def block_plan(lead: int, rows: int, row_elements: int, budget: int) -> list[tuple[tuple[int, int], list[tuple[int, int]]]]:
+    """Split ``lead`` independent maps of ``rows`` rows (``row_elements`` each) into blocks of about ``budget``.
+
+    Returns ``[((lead_start, lead_stop), [(row_start, row_stop), ...]), ...]``: whole maps grouped
+    while a map fits the budget, else one map at a time cut into row ranges of near-equal size.
+    ``budget`` 0 (or a problem that fits) gives a single block. Rows are output rows; the caller
+    adds the halo its windows read.
+    """
+    image = rows * max(row_elements, 1)
+    if budget <= 0 or lead * image <= budget or lead == 0 or rows == 0:
+        return [((0, lead), [(0, rows)])]
+    if image <= budget:
+        per = max(1, budget // image)
+        return [((s, min(lead, s + per)), [(0, rows)]) for s in range(0, lead, per)]
+    count = -(-image // budget)
+    bounds = [rows * i // count for i in range(count + 1)]
+    ranges = [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
+    return [((i, i + 1), ranges) for i in range(lead)]
+
+
+def concat_blocks(results: list[list[Array]], row_axis: int, *, xp: Any) -> Array:
+    """Join the per-block results of :func:`block_plan`: rows within each map group, then the groups (axis 0)."""
+    groups = [parts[0] if len(parts) == 1 else xp.concat(parts, axis=row_axis) for parts in results]
+    return groups[0] if len(groups) == 1 else xp.concat(groups, axis=0)
+
+
+def copy(x: Array) -> Array:
+    """A new array equal to ``x`` (differentiable; ``asarray(copy=True)`` warns on torch leaves)."""
+    return x * 1

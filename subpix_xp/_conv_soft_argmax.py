@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 from typing import Any
 
-from array_api_compat import device
-
 from . import _common as c
 from . import _validation as v
+from ._common import device
 from ._nms import _strict_extrema
 from .backends import Hooks, hooks_for
 
@@ -23,30 +21,81 @@ def _strided(start: tuple[int, ...], stride: tuple[int, ...], count: tuple[int, 
     return lead + tuple(slice(a, a + s * (o - 1) + 1, s) for a, s, o in zip(start, stride, count))
 
 
-def _window_softmax_moments(
-    logits: Array, values: Array | None, window: tuple[int, ...], stride: tuple[int, ...], count: tuple[int, ...],
-    hooks: Hooks, *, xp: Any,
-) -> tuple[Array, list[Array], Array | None]:
-    """Per-window softmax moments of padded ``logits``: total weight, offset sums per axis, value sum.
+def _axis_slice(ndim: int, axis: int, start: int, stop: int, step: int = 1) -> tuple[slice, ...]:
+    index = [slice(None)] * ndim
+    index[axis] = slice(start, stop, step)
+    return tuple(index)
 
-    Each window is shifted by its own maximum, so its total weight is at least 1 and it never
-    depends on other windows. The window's positions are visited one offset at a time, so no
-    ``prod(window)``-times larger unfolded array is ever built.
+
+def _window_softmax_moments(
+    logits: Array, values: Array | None, window: tuple[int, ...], stride: tuple[int, ...],
+    widths: tuple[tuple[int, int], ...], count: tuple[int, ...], hooks: Hooks, *, xp: Any,
+) -> tuple[Array, list[Array], Array | None]:
+    """Per-window softmax moments of ``(L, *spatial)`` ``logits``: total weight, offset sums per axis, value sum.
+
+    ``widths`` pads each axis with zero-weight positions. Each window is shifted by its own
+    maximum, so its total weight is at least 1 and it never depends on other windows. Separable,
+    from the last axis inward: a stage reduces one axis, keeping for every window of the axes done
+    so far its maximum ``m``, its weight sum ``S`` (relative to ``m``), its offset sums ``T`` and
+    its value sum ``U``; the next stage combines ``k`` of them with the factors ``exp(m - M)``,
+    ``M`` their maximum. So ``exp(v - M) = exp(v - m) exp(m - M)``: a window of ``k1 x k2`` costs
+    ``k1 + k2`` exponentials, not ``k1 k2``, and its largest weight is still exactly 1. An axis is
+    padded just before its stage (``-inf`` maxima, zero sums), so no all-padding row ever forms.
     """
-    shift = hooks.window_max(logits, window, xp=xp)[_strided((0,) * len(window), stride, count)]
-    total = xp.zeros_like(shift)
-    moments = [xp.zeros_like(shift) for _ in window]
-    value_sum = None if values is None else xp.zeros_like(shift)
-    for offset in itertools.product(*(range(k) for k in window)):
-        index = _strided(offset, stride, count)
-        weight = xp.exp(logits[index] - shift)
-        total = total + weight
-        for axis, off in enumerate(offset):
+    nw = len(window)
+    nd = logits.ndim
+    lowest = -float(xp.finfo(logits.dtype).max)
+    m = sums = u = None
+    offsets: dict[int, Array] = {}
+    for j in reversed(range(nw)):
+        axis = nd - nw + j
+        k, s, o = window[j], stride[j], count[j]
+        pad = ((widths[j][0], widths[j][1]),) + ((0, 0),) * (nw - 1 - j)
+        span = s * (o - 1) + 1
+
+        def taps(a: Array, axis: int = axis, span: int = span, s: int = s, k: int = k) -> list[Array]:
+            return [a[_axis_slice(nd, axis, off, off + span, s)] for off in range(k)]
+
+        def padded(a: Array, value: float, pad: tuple[tuple[int, int], ...] = pad) -> Array:
+            return hooks.pad(a, pad, value, xp=xp) if pad[0] != (0, 0) else a
+
+        if m is None:
+            src_m = padded(logits, -math.inf)
+            src = [None, None, None if values is None else padded(values, 0.0)]
+        else:
+            src_m = padded(m, -math.inf)
+            src = [padded(sums, 0.0), {a: padded(t, 0.0) for a, t in offsets.items()},
+                   None if u is None else padded(u, 0.0)]
+        m_taps = taps(src_m)
+        if s == 1 and k > 3:
+            new_m = hooks.window_max(src_m, (k,) + (1,) * (nw - 1 - j), xp=xp)[_axis_slice(nd, axis, 0, o)]
+        else:
+            new_m = m_taps[0]
+            for t in m_taps[1:]:
+                new_m = xp.maximum(new_m, t)
+        # A window of -inf only (an input of -inf) weighs 0 instead of exp(-inf + inf) = NaN.
+        shift = xp.maximum(new_m, lowest)
+        s_taps = None if src[0] is None else taps(src[0])
+        t_taps = {a: taps(t) for a, t in (src[1] or {}).items()}
+        u_taps = None if src[2] is None else taps(src[2])
+        new_sums = new_t = new_u = None
+        new_offsets: dict[int, Array] = {}
+        for off in range(k):
+            factor = xp.exp(m_taps[off] - shift)
+            weight = factor if s_taps is None else factor * s_taps[off]
+            new_sums = weight if new_sums is None else new_sums + weight
             if off:
-                moments[axis] = moments[axis] + weight * float(off)
-        if values is not None:
-            value_sum = value_sum + weight * values[index]
-    return total, moments, value_sum
+                term = weight if off == 1 else weight * float(off)
+                new_t = term if new_t is None else new_t + term
+            for a, tt in t_taps.items():
+                term = factor * tt[off]
+                new_offsets[a] = term if a not in new_offsets else new_offsets[a] + term
+            if u_taps is not None:
+                term = factor * u_taps[off]
+                new_u = term if new_u is None else new_u + term
+        new_offsets[j] = new_t if new_t is not None else xp.zeros_like(new_sums)
+        m, sums, u, offsets = new_m, new_sums, new_u, new_offsets
+    return sums, [offsets[j] for j in range(nw)], u
 
 
 def _conv_soft_argmax(
@@ -79,33 +128,83 @@ def _conv_soft_argmax(
 
     hooks = hooks_for(xp)
     temp = v.temperature(func, temperature, input, shape[:2] + (1,) * ndim, xp, hooks)
-    dtype = c.compute_dtype(input.dtype, xp=xp)
-    x = xp.astype(input, dtype)
-    logits = x if isinstance(temp, float) and temp == 1.0 else x / (temp if isinstance(temp, float) else xp.astype(temp, dtype))
-    widths = tuple((p, p) for p in pads)
-    padded_logits = hooks.pad(logits, widths, -math.inf, xp=xp)
-    padded_values = hooks.pad(x, widths, 0.0, xp=xp) if output_value else None
-    total, moments, value_sum = _window_softmax_moments(
-        padded_logits, padded_values, window, strides, count, hooks, xp=xp
+    return hooks.blockwise(
+        func, _conv_kernel, input, temp, xp=xp, window=window, strides=strides,
+        widths=tuple((p, p) for p in pads), first=tuple(-p for p in pads), sizes=spatial,
+        normalized=normalized_coordinates, output_value=output_value, bonus=bonus,
     )
 
-    coords = []
-    for axis, (n, p, s, o) in enumerate(zip(spatial, pads, strides, count)):
-        start = xp.arange(o, dtype=dtype, device=device(input)) * float(s) - float(p)
-        start = xp.reshape(start, (o,) + (1,) * (ndim - 1 - axis))
-        coord = start + moments[axis] / total
-        coords.append(c.normalize(coord, n) if normalized_coordinates else coord)
-    # Output order: (x, y) in 2-D and (depth, x, y) in 3-D, i.e. width before height.
-    order = [1, 0] if ndim == 2 else [0, 2, 1]
-    coords_out = xp.astype(xp.stack([coords[i] for i in order], axis=2), input.dtype)
+
+def _conv_kernel(
+    input: Array, temp: Array | float, *, window: tuple[int, ...], strides: tuple[int, ...],
+    widths: tuple[tuple[int, int], ...], first: tuple[int, ...], sizes: tuple[int, ...], normalized: bool,
+    output_value: bool, bonus: float, xp: Any,
+) -> Array | tuple[Array, Array]:
+    """The windowed soft-argmax of ``input`` padded by ``widths`` (``(before, after)`` per axis).
+
+    ``first`` is the coordinate, in the whole array, of the first window's first (padded) position,
+    and ``sizes`` the whole array's spatial shape, so a block of a chunked array (sliced to exactly
+    the input its windows read) gives exactly its part of the whole result.
+    """
+    ndim = len(window)
+    hooks = hooks_for(xp)
+    dtype = c.compute_dtype(input.dtype, xp=xp)
+    x = xp.astype(input, dtype, copy=False)
+    logits = x if isinstance(temp, float) and temp == 1.0 else x / (temp if isinstance(temp, float) else xp.astype(temp, dtype))
+    shape = tuple(input.shape)
+    spatial = shape[2:]
+    count = tuple((n + a + b - k) // s + 1 for n, (a, b), k, s in zip(spatial, widths, window, strides))
+    lead = shape[0] * shape[1]
+    flat_logits = xp.reshape(logits, (lead, *spatial))
+    flat_x = xp.reshape(x, (lead, *spatial)) if output_value else None
+
+    # Blocks of output rows along the longest axis but the last, each with the input rows its
+    # windows read (and its share of the padding): cache-sized temporaries, identical values.
+    r = max(range(ndim - 1), key=lambda a: count[a]) if ndim > 1 else 0
+    row_elements = strides[r] * math.prod(n for a, n in enumerate(spatial) if a != r)
+    plan = c.block_plan(lead, count[r], row_elements, hooks.block_elements(x))
+    coords_blocks: list[list[Array]] = []
+    value_blocks: list[list[Array]] = []
+    (a_r, _), n_r, s_r, k_r = widths[r], spatial[r], strides[r], window[r]
+    for (l0, l1), rows in plan:
+        coords_row: list[Array] = []
+        value_row: list[Array] = []
+        for o0, o1 in rows:
+            lo, hi = max(0, o0 * s_r - a_r), min(n_r, (o1 - 1) * s_r + k_r - a_r)
+            index = [slice(l0, l1)] + [slice(None)] * ndim
+            index[1 + r] = slice(lo, hi)
+            block_widths = list(widths)
+            block_widths[r] = (max(0, a_r - o0 * s_r), max(0, (o1 - 1) * s_r + k_r - a_r - n_r))
+            block_count = list(count)
+            block_count[r] = o1 - o0
+            total, moments, value_sum = _window_softmax_moments(
+                flat_logits[tuple(index)], None if flat_x is None else flat_x[tuple(index)], window, strides,
+                tuple(block_widths), tuple(block_count), hooks, xp=xp,
+            )
+            coords = []
+            for axis, (n, f, s, o) in enumerate(zip(sizes, first, strides, block_count)):
+                o_first = o0 if axis == r else 0
+                start = xp.arange(o_first, o_first + o, dtype=dtype, device=device(input)) * float(s) + float(f)
+                start = xp.reshape(start, (o,) + (1,) * (ndim - 1 - axis))
+                coord = start + moments[axis] / total
+                coords.append(c.normalize(coord, n) if normalized else coord)
+            # Output order: (x, y) in 2-D and (depth, x, y) in 3-D, i.e. width before height.
+            order = [1, 0] if ndim == 2 else [0, 2, 1]
+            coords_row.append(xp.stack([coords[i] for i in order], axis=1))
+            if output_value:
+                value_row.append(value_sum / total)
+        coords_blocks.append(coords_row)
+        value_blocks.append(value_row)
+    coords_out = c.concat_blocks(coords_blocks, 2 + r, xp=xp)
+    coords_out = xp.astype(xp.reshape(coords_out, (shape[0], shape[1], ndim, *count)), input.dtype, copy=False)
     if not output_value:
         return coords_out
-    value = value_sum / total
+    value = xp.reshape(c.concat_blocks(value_blocks, 1 + r, xp=xp), (shape[0], shape[1], *count))
     if bonus > 0:
         (strict,) = _strict_extrema(x, window, ("max",), hooks, xp=xp)
-        centre = tuple((k - 1) // 2 - p for k, p in zip(window, pads))
+        centre = tuple((k - 1) // 2 - a for k, (a, _) in zip(window, widths))
         value = value * (1.0 + bonus * xp.astype(strict[_strided(centre, strides, count)], dtype))
-    return coords_out, xp.astype(value, input.dtype)
+    return coords_out, xp.astype(value, input.dtype, copy=False)
 
 
 def conv_soft_argmax2d(

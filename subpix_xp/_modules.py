@@ -230,6 +230,12 @@ class AdaptiveQuadInterp3d(_Callable):
         if mode not in self.MODES:
             msg = f"AdaptiveQuadInterp3d: expected `mode` in {self.MODES}; got {mode!r}"
             raise ValueError(msg)
+        # Check every parameter now, whichever path a later call takes.
+        func = "AdaptiveQuadInterp3d"
+        v.check_int(func, "n_iters", n_iters, minimum=0)
+        v.check_int(func, "dilation_radius", dilation_radius, minimum=0)
+        if max_candidates is not None:
+            v.check_int(func, "max_candidates", max_candidates, minimum=0)
         self._store(locals())
 
     def uses_conv(self, x: Array) -> bool:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from array_api_compat import device
-
+from . import _common as c
 from . import _validation as v
+from ._common import device
 from .backends import Hooks, hooks_for
 
 Array = Any
@@ -26,64 +27,99 @@ def _slice_axis(x: Array, axis: int, start: int, length: int) -> Array:
     return x[tuple(index)]
 
 
-def _neighbourhood(x: Array, window: tuple[int, ...], reduce: Any, *, xp: Any) -> list[Array]:
-    """The window minus its centre, as boxes reduced with ``reduce``, aligned on the "valid" region.
+def _exclusive(x: Array, window: tuple[int, ...], reduce: Any, combine: Any, *, xp: Any) -> tuple[Array, Array | None]:
+    """Each full window's centre value and the reduction (max or min) of the rest of the window.
 
-    On the first axis the window splits into the slab before the centre, the slab after it (both
-    spanning the full window on the other axes) and the centre slice, which recurses on the
-    remaining axes. Every part has shape ``n - k + 1`` on each windowed axis.
+    Both come on the "valid" region (``n - k + 1`` positions on each windowed axis); the rest is
+    ``None`` for a window of one position. Separable, from the last axis inward: ``rest`` (the
+    window minus its centre) and ``full`` (the whole window) over the axes done so far are kept for
+    every position of the axes still to do; the next axis adds, to the centre slab of ``rest``, the
+    slabs before and after the centre, read from ``full``. A slab of ``h`` positions is one window
+    reduction of ``full``; with an odd kernel the slabs before and after are the same reduction read
+    at two offsets. A 3x3 window costs 4 elementwise passes, 3x3x3 costs 7.
     """
-    k, rest = window[0], window[1:]
-    axis = x.ndim - len(window)
-    before, after = _split(k)
-    out_len = x.shape[axis] - k + 1
-    parts = []
-    if before or after:
-        full = reduce(x, (1, *rest), xp=xp) if any(r > 1 for r in rest) else x
-        if before:
-            slab = reduce(_slice_axis(full, axis, 0, out_len + before - 1), (before,) + (1,) * len(rest), xp=xp)
-            parts.append(slab)
-        if after:
-            slab = reduce(_slice_axis(full, axis, before + 1, out_len + after - 1), (after,) + (1,) * len(rest), xp=xp)
-            parts.append(slab)
-    if rest:
-        centre = _slice_axis(x, axis, before, out_len)
-        parts.extend(_neighbourhood(centre, rest, reduce, xp=xp))
-    return parts
+    nw = len(window)
+    full, rest, centre = x, None, x
+    for j in reversed(range(nw)):
+        axis = x.ndim - nw + j
+        k = window[j]
+        before, after = _split(k)
+        out = full.shape[axis] - k + 1
+        parts = []
+        reduced: dict[int, Array] = {}
+        for h, start in ((before, 0), (after, before + 1)):
+            if h == 0:
+                continue
+            if h not in reduced:
+                reduced[h] = full if h == 1 else reduce(full, (h,) + (1,) * (nw - 1 - j), xp=xp)
+            parts.append(_slice_axis(reduced[h], axis, start, out))
+        centre = _slice_axis(centre, axis, before, out)
+        if rest is not None:
+            parts.append(_slice_axis(rest, axis, before, out))
+        rest = parts[0] if parts else None
+        for part in parts[1:]:
+            rest = combine(rest, part)
+        if j > 0:
+            full = centre if rest is None else combine(rest, centre)
+    return centre, rest
 
 
-def _valid_region(x: Array, window: tuple[int, ...]) -> tuple[slice, ...]:
-    lead = (slice(None),) * (x.ndim - len(window))
-    return lead + tuple(slice(_split(k)[0], n - _split(k)[1]) for k, n in zip(window, x.shape[-len(window) :]))
-
-
-def _embed(interior: Array, x: Array, window: tuple[int, ...], hooks: Hooks, *, xp: Any) -> Array:
-    """Place a mask computed on the valid region into a full-size mask, ``False`` on the border."""
-    widths = tuple(_split(k) for k in window)
-    as_int = xp.astype(interior, xp.uint8)
-    return xp.astype(hooks.pad(as_int, widths, 0, xp=xp), xp.bool)
+def _row_axis(spatial: tuple[int, ...]) -> int:
+    """The windowed axis to cut into blocks: the longest one other than the last (rows stay contiguous)."""
+    if len(spatial) == 1:
+        return 0
+    return max(range(len(spatial) - 1), key=lambda a: spatial[a])
 
 
 def _strict_extrema(x: Array, window: tuple[int, ...], which: tuple[str, ...], hooks: Hooks, *, xp: Any) -> list[Array]:
-    """Masks of strict maxima and/or minima (``which`` holds ``"max"``/``"min"``), full size."""
+    """Masks of strict maxima and/or minima (``which`` holds ``"max"``/``"min"``), full size.
+
+    Large arrays are cut into blocks of about ``hooks.block_elements`` elements (with the window's
+    halo), so the temporaries stay in the cache and the peak memory is the masks'; each block's
+    masks are padded with ``False`` for its share of the border and the blocks concatenated.
+    """
     shape = tuple(x.shape)
-    if any(n < k for n, k in zip(shape[-len(window) :], window)) or x.size == 0:
+    nw = len(window)
+    spatial = shape[-nw:]
+    if any(n < k for n, k in zip(spatial, window)) or math.prod(shape) == 0:
         return [xp.zeros(shape, dtype=xp.bool, device=device(x)) for _ in which]
     if all(k == 1 for k in window):
         return [xp.ones(shape, dtype=xp.bool, device=device(x)) for _ in which]
     if x.dtype == xp.bool:
         x = xp.astype(x, xp.uint8)
-    centre = x[_valid_region(x, window)]
-    masks = []
-    for kind in which:
-        reduce, beats = (hooks.window_max, xp.greater) if kind == "max" else (hooks.window_min, xp.less)
-        parts = _neighbourhood(x, window, reduce, xp=xp)
-        combine = xp.maximum if kind == "max" else xp.minimum
-        other = parts[0]
-        for part in parts[1:]:
-            other = combine(other, part)
-        masks.append(_embed(beats(centre, other), x, window, hooks, xp=xp))
-    return masks
+    floating = xp.isdtype(x.dtype, "real floating")
+    lead = math.prod(shape[:-nw])
+    flat = xp.reshape(x, (lead, *spatial))
+    valid = tuple(n - k + 1 for n, k in zip(spatial, window))
+    r = _row_axis(spatial)
+    row_elements = math.prod(n for a, n in enumerate(spatial) if a != r)
+    widths = [_split(k) for k in window]
+    plan = c.block_plan(lead, valid[r], row_elements, hooks.block_elements(x))
+    results: list[list[list[Array]]] = [[] for _ in which]
+    for (l0, l1), rows in plan:
+        per_kind: list[list[Array]] = [[] for _ in which]
+        for r0, r1 in rows:
+            index = [slice(l0, l1)] + [slice(None)] * nw
+            index[1 + r] = slice(r0, r1 + window[r] - 1)
+            block = flat[tuple(index)]
+            pads = list(widths)
+            pads[r] = (widths[r][0] if r0 == 0 else 0, widths[r][1] if r1 == valid[r] else 0)
+            for i, kind in enumerate(which):
+                if kind == "max":
+                    centre, rest = _exclusive(block, window, hooks.window_max, xp.maximum, xp=xp)
+                    mask = xp.greater(centre, rest)
+                else:
+                    centre, rest = _exclusive(block, window, hooks.window_min, xp.minimum, xp=xp)
+                    mask = xp.less(centre, rest)
+                if floating:
+                    # SPEC §5: an infinite value is never a strict extremum (NaN never compares true).
+                    mask = mask & xp.isfinite(centre)
+                if any(p for pair in pads for p in pair):
+                    mask = hooks.pad(mask, tuple(pads), False, xp=xp)
+                per_kind[i].append(mask)
+        for i in range(len(which)):
+            results[i].append(per_kind[i])
+    return [xp.reshape(c.concat_blocks(res, 1 + r, xp=xp), shape) for res in results]
 
 
 def _nms(func: str, input: Array, kernel_size: Any, mask_only: bool, n: int, layout: str) -> Array:
@@ -92,6 +128,11 @@ def _nms(func: str, input: Array, kernel_size: Any, mask_only: bool, n: int, lay
     v.check_real(func, "input", input, xp)
     window = v.int_tuple(func, "kernel_size", kernel_size, n, minimum=1, allow_int=False)
     v.check_bool(func, "mask_only", mask_only)
+    return hooks_for(xp).blockwise(func, _nms_kernel, input, xp=xp, window=window, mask_only=mask_only)
+
+
+def _nms_kernel(input: Array, *, window: tuple[int, ...], mask_only: bool, xp: Any) -> Array:
+    """The strict-maxima mask (or the masked input) of a whole array, or of one halo-extended block."""
     (mask,) = _strict_extrema(input, window, ("max",), hooks_for(xp), xp=xp)
     if mask_only:
         return mask
@@ -192,5 +233,9 @@ def nms3d_minmax(input: Array) -> tuple[Array, Array]:
     xp = v.namespace(func, input=input)
     v.check_ndim(func, "input", input, 5, "(B, C, D, H, W)")
     v.check_real(func, "input", input, xp)
+    return hooks_for(xp).blockwise("nms3d_minmax", _minmax_kernel, input, xp=xp)
+
+
+def _minmax_kernel(input: Array, *, xp: Any) -> tuple[Array, Array]:
     max_mask, min_mask = _strict_extrema(input, (3, 3, 3), ("max", "min"), hooks_for(xp), xp=xp)
     return max_mask, min_mask

@@ -19,10 +19,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from array_api_compat import device
-
 from . import _common as c
 from . import _validation as v
+from ._common import device
 from ._nms import _strict_extrema
 from .backends import Hooks, hooks_for
 
@@ -161,20 +160,35 @@ def _check(func: str, input: Array, precomputed_nms_mask: Array | None, n_iters:
     return xp
 
 
-def _grid(shape: tuple[int, ...], dtype: Any, like: Array, *, xp: Any) -> Array:
-    """Grid coordinates ``(B, C, 3, D, H, W)`` ordered ``(depth, x, y)``."""
+def _grid(shape: tuple[int, ...], dtype: Any, like: Array, origin: tuple[int, int, int] = (0, 0, 0), *,
+          xp: Any) -> Array:
+    """Grid coordinates ``(B, C, 3, D, H, W)`` ordered ``(depth, x, y)``; voxel 0 sits at ``origin`` ``(d, h, w)``."""
     b, ch, d, h, w = shape
+    od, oh, ow = origin
     dev = device(like)
-    ds = xp.reshape(xp.arange(d, dtype=dtype, device=dev), (d, 1, 1))
-    hs = xp.reshape(xp.arange(h, dtype=dtype, device=dev), (1, h, 1))
-    ws = xp.reshape(xp.arange(w, dtype=dtype, device=dev), (1, 1, w))
+    ds = xp.reshape(xp.arange(od, od + d, dtype=dtype, device=dev), (d, 1, 1))
+    hs = xp.reshape(xp.arange(oh, oh + h, dtype=dtype, device=dev), (1, h, 1))
+    ws = xp.reshape(xp.arange(ow, ow + w, dtype=dtype, device=dev), (1, 1, w))
     grid = xp.stack([xp.broadcast_to(a, (d, h, w)) for a in (ds, ws, hs)], axis=0)
     return xp.broadcast_to(grid, (b, ch, 3, d, h, w))
 
 
-def _unrefined(input: Array, *, xp: Any) -> tuple[Array, Array]:
-    coords = _grid(tuple(input.shape), input.dtype, input, xp=xp)
-    return xp.asarray(coords, copy=True), xp.asarray(input, copy=True)
+def _grid_array(shape: tuple[int, ...], dtype: Any, like: Array, origin: tuple[int, int, int] = (0, 0, 0), *,
+                xp: Any) -> Array:
+    """:func:`_grid` materialised in one pass: the three broadcast planes concatenated on axis 2."""
+    b, ch, d, h, w = shape
+    od, oh, ow = origin
+    dev = device(like)
+    planes = []
+    for start, n, where in ((od, d, (d, 1, 1)), (ow, w, (1, 1, w)), (oh, h, (1, h, 1))):
+        axis = xp.reshape(xp.arange(start, start + n, dtype=dtype, device=dev), (1, 1, 1, *where))
+        planes.append(xp.broadcast_to(axis, (b, ch, 1, d, h, w)))
+    return xp.concat(planes, axis=2)
+
+
+def _unrefined(input: Array, origin: tuple[int, int, int] = (0, 0, 0), *, xp: Any) -> tuple[Array, Array]:
+    coords = _grid_array(tuple(input.shape), input.dtype, input, origin, xp=xp)
+    return coords, c.copy(input)
 
 
 def _nms_mask(input: Array, precomputed: Array | None, hooks: Hooks, *, xp: Any) -> Array:
@@ -248,7 +262,8 @@ def _dense_refine(
 
 
 def _assemble(
-    input: Array, x: Array, final: Array, shifts: Array, bonus: float, *, xp: Any,
+    input: Array, x: Array, final: Array, shifts: Array, bonus: float, origin: tuple[int, int, int] = (0, 0, 0), *,
+    xp: Any,
 ) -> tuple[Array, Array]:
     """Dense outputs from the flat final voxel (``-1``: unrefined) and the per-voxel ``(ss, sx, sy, g.s)``."""
     shape = tuple(input.shape)
@@ -257,11 +272,11 @@ def _assemble(
     refined = final >= 0
     safe = xp.where(refined, final, xp.zeros_like(final))
     fd, fh, fw = _unflatten(safe, size)
-    grid = xp.reshape(_grid(shape, x.dtype, x, xp=xp), (shape[0] * shape[1], 3, total // (shape[0] * shape[1])))
+    grid = xp.reshape(_grid(shape, x.dtype, x, origin, xp=xp), (shape[0] * shape[1], 3, total // (shape[0] * shape[1])))
     flat_x = xp.reshape(x, (total,))
     parts = []
-    for axis, pos in enumerate((fd, fw, fh)):
-        moved_to = xp.astype(pos, x.dtype) + xp.take(shifts[axis, ...], safe)
+    for axis, (pos, offset) in enumerate(zip((fd, fw, fh), (origin[0], origin[2], origin[1]))):
+        moved_to = xp.astype(pos + offset, x.dtype) + xp.take(shifts[axis, ...], safe)
         parts.append(xp.where(refined, moved_to, xp.reshape(grid[:, axis, :], (total,))))
     value = xp.take(flat_x, safe) + 0.5 * xp.take(shifts[3, ...], safe) + bonus
     value = xp.where(refined, value, flat_x)
@@ -271,12 +286,13 @@ def _assemble(
 
 
 def _static_path(input: Array, mask: Array, n_iters: int, bonus: float, threshold: float,
-                 allow_scale_steps: bool, radius: int | None, hooks: Hooks, *, xp: Any) -> tuple[Array, Array]:
+                 allow_scale_steps: bool, radius: int | None, hooks: Hooks, origin: tuple[int, int, int] = (0, 0, 0),
+                 *, xp: Any) -> tuple[Array, Array]:
     b, ch, d, h, w = input.shape
     x = xp.reshape(xp.astype(input, c.compute_dtype(input.dtype, xp=xp)), (b * ch, d, h, w))
     mask = xp.reshape(mask, (b * ch, d, h, w))
     final, tables, _ = _dense_refine(x, mask, n_iters, threshold, allow_scale_steps, radius, hooks, xp=xp)
-    return _assemble(input, x, final, tables, bonus, xp=xp)
+    return _assemble(input, x, final, tables, bonus, origin, xp=xp)
 
 
 def conv_quad_interp3d(
@@ -334,21 +350,39 @@ def conv_quad_interp3d(
     xp = _check(func, input, precomputed_nms_mask, n_iters, strict_maxima_bonus, max_subpixel_shift,
                 allow_scale_steps)
     radius = v.check_int(func, "dilation_radius", dilation_radius, minimum=0)
+    return hooks_for(xp).blockwise(
+        "conv_quad_interp3d", _conv_quad_kernel, input, precomputed_nms_mask, xp=xp, n_iters=n_iters,
+        bonus=float(strict_maxima_bonus), threshold=float(max_subpixel_shift), allow_scale_steps=allow_scale_steps,
+        radius=radius, origin=(0, 0, 0),
+    )
+
+
+def _conv_quad_kernel(
+    input: Array, mask: Array | None, *, n_iters: int, bonus: float, threshold: float, allow_scale_steps: bool,
+    radius: int, origin: tuple[int, int, int], xp: Any,
+) -> tuple[Array, Array]:
+    """:func:`conv_quad_interp3d` on a whole array, or on one block whose voxel 0 sits at ``origin``."""
     hooks = hooks_for(xp)
-    if min(input.shape[2:]) < 3 or input.size == 0:
-        return _unrefined(input, xp=xp)
-    mask = _nms_mask(input, precomputed_nms_mask, hooks, xp=xp)
+    if min(input.shape[2:]) < 3 or math.prod(input.shape) == 0:
+        return _unrefined(input, origin, xp=xp)
+    mask = _nms_mask(input, mask, hooks, xp=xp)
     if n_iters == 0:
-        return _no_iterations(input, mask, float(strict_maxima_bonus), xp=xp)
-    return _static_path(input, mask, n_iters, float(strict_maxima_bonus), float(max_subpixel_shift),
-                        allow_scale_steps, radius, hooks, xp=xp)
+        return _no_iterations(input, mask, bonus, origin, xp=xp)
+    if hooks.supports_dynamic_shapes(input) and not hooks.prefers_static_shapes(input):
+        # Eager CPU arrays: the same rule evaluated at the keypoints only (the table entries they
+        # read), with the dilated-maxima test read at each fit's voxel: bitwise the dense result.
+        reach = _reach(mask, radius, n_iters, hooks, xp=xp)
+        return _sparse_path(input, mask, n_iters, bonus, threshold, allow_scale_steps, None, hooks, origin, reach,
+                            xp=xp)
+    return _static_path(input, mask, n_iters, bonus, threshold, allow_scale_steps, radius, hooks, origin, xp=xp)
 
 
-def _no_iterations(input: Array, mask: Array, bonus: float, *, xp: Any) -> tuple[Array, Array]:
+def _no_iterations(input: Array, mask: Array, bonus: float, origin: tuple[int, int, int] = (0, 0, 0), *,
+                   xp: Any) -> tuple[Array, Array]:
     """With no iteration every maximum is kept where it is, with the bonus added."""
-    coords = _grid(tuple(input.shape), input.dtype, input, xp=xp)
-    values = xp.where(mask, input + bonus, input) if bonus else input
-    return xp.asarray(coords, copy=True), xp.asarray(values, copy=True)
+    coords = _grid_array(tuple(input.shape), input.dtype, input, origin, xp=xp)
+    values = xp.where(mask, input + bonus, input) if bonus else c.copy(input)
+    return coords, values
 
 
 # ---------------------------------------------------------------------------------------------
@@ -370,26 +404,46 @@ def _top_per_image(index: Array, values: Array, per_image: int, volume: int, *, 
     return xp.sort(xp.take(index, kept))
 
 
+# The 19 neighbours a fit reads, as (dd, dh, dw): the centre, the 6 faces and the 12 edges.
+_NEIGHBOURS = tuple(
+    (dd, dh, dw)
+    for dd in (-1, 0, 1) for dh in (-1, 0, 1) for dw in (-1, 0, 1)
+    if abs(dd) + abs(dh) + abs(dw) <= 2
+)
+
+
 def _sparse_refine(
     flat_x: Array, index: Array, size: tuple[int, int, int], n_iters: int, threshold: float,
-    allow_scale_steps: bool, *, xp: Any,
+    allow_scale_steps: bool, reach: Array | None = None, *, xp: Any,
 ) -> tuple[Array, Array, tuple[Array, Array, Array, Array]]:
-    """Iterate the keypoints at flat positions ``index``: final voxel, refined flag and ``(ss, sx, sy, g.s)``."""
+    """Iterate the keypoints at flat positions ``index``: final voxel, refined flag and ``(ss, sx, sy, g.s)``.
+
+    ``reach`` (flat bool, optional) marks the voxels a fit may be read at: the ``dilation_radius``
+    neighbourhood of the maxima, for :func:`conv_quad_interp3d`'s rule. Each iteration gathers the
+    19 neighbours of every keypoint in one ``take``.
+    """
     d, h, w = size
     volume = d * h * w
     base = (index // volume) * volume
     position = _unflatten(index, size)
     ok_all = xp.ones(index.shape, dtype=xp.bool, device=device(index))
     refined = ok_all
+    offsets = xp.asarray([(dd * h + dh) * w + dw for dd, dh, dw in _NEIGHBOURS], dtype=index.dtype,
+                         device=device(index))
+    slot = {n: i for i, n in enumerate(_NEIGHBOURS)}
     for it in range(n_iters):
         cd, ch_, cw = (xp.clip(p, 1, n - 2) for p, n in zip(position, size))
         centre = base + (cd * h + ch_) * w + cw
+        patch = xp.take(flat_x, xp.reshape(offsets[:, None] + centre[None, :], (-1,)))
+        patch = xp.reshape(patch, (len(_NEIGHBOURS), centre.shape[0]))
 
-        def at(dd: int, dh: int, dw: int, centre: Array = centre) -> Array:
-            return xp.take(flat_x, centre + ((dd * h + dh) * w + dw))
+        def at(dd: int, dh: int, dw: int, patch: Array = patch) -> Array:
+            return patch[slot[(dd, dh, dw)], ...]
 
         sx, sy, ss, gds, solved = _solve(_derivatives(at), xp=xp)
         ok = ok_all & solved
+        if reach is not None:
+            ok = ok & xp.take(reach, centre)
         new_position, ok, moved = _step(position, (ss, sy, sx), ok, size, threshold, allow_scale_steps, xp=xp)
         if it == n_iters - 1:
             refined = _converged((ss, sy, sx), ok, moved)
@@ -399,31 +453,59 @@ def _sparse_refine(
     return final, refined, (ss, sx, sy, gds)
 
 
+def _reach(mask: Array, radius: int, n_iters: int, hooks: Hooks, *, xp: Any) -> Array | None:
+    """Flat bool: the voxels within ``radius`` (L-infinity) of a maximum; ``None`` where no keypoint can leave them.
+
+    A fit is read at most ``n_iters - 1`` moves from the keypoint's maximum (one voxel from it for
+    a maximum on the border, whose fit is read at its interior-clamped voxel).
+    """
+    if radius >= max(n_iters - 1, 1):
+        return None
+    b, ch, d, h, w = mask.shape
+    k = 2 * radius + 1
+    flat = xp.reshape(xp.astype(mask, xp.uint8), (b * ch, d, h, w))
+    if radius:
+        flat = hooks.window_max(hooks.pad(flat, ((radius, radius),) * 3, 0, xp=xp), (k, k, k), xp=xp)
+    return xp.reshape(flat, (b * ch * d * h * w,)) > 0
+
+
 def _sparse_path(input: Array, mask: Array, n_iters: int, bonus: float, threshold: float,
-                 allow_scale_steps: bool, max_candidates: int | None, hooks: Hooks, *, xp: Any) -> tuple[Array, Array]:
+                 allow_scale_steps: bool, max_candidates: int | None, hooks: Hooks,
+                 origin: tuple[int, int, int] = (0, 0, 0), reach: Array | None = None, *,
+                 xp: Any) -> tuple[Array, Array]:
     shape = tuple(input.shape)
     size = shape[2:]
     total = math.prod(shape)
-    x = xp.astype(input, c.compute_dtype(input.dtype, xp=xp))
+    volume = math.prod(size)
+    dtype = c.compute_dtype(input.dtype, xp=xp)
+    x = xp.astype(input, dtype, copy=False)
     flat_x = xp.reshape(x, (total,))
     index = xp.nonzero(xp.reshape(mask, (total,)))[0]
     if max_candidates is not None and index.shape[0] > max_candidates:
-        index = _top_per_image(index, xp.take(flat_x, index), max_candidates, math.prod(size), xp=xp)
+        index = _top_per_image(index, xp.take(flat_x, index), max_candidates, volume, xp=xp)
     if index.shape[0] == 0:
-        return _unrefined(input, xp=xp)
+        return _unrefined(input, origin, xp=xp)
     final, refined, (ss, sx, sy, gds) = _sparse_refine(flat_x, index, size, n_iters, threshold, allow_scale_steps,
-                                                       xp=xp)
+                                                       reach, xp=xp)
     fd, fh, fw = _unflatten(final, size)
     od, oh, ow = _unflatten(index, size)
-    grid = _grid(shape, x.dtype, x, xp=xp)
-    coords = []
-    for axis, (pos, orig, s) in enumerate(((fd, od, ss), (fw, ow, sx), (fh, oh, sy))):
-        point = xp.where(refined, xp.astype(pos, x.dtype) + s, xp.astype(orig, x.dtype))
-        dense = xp.reshape(grid[:, :, axis, ...], (total,))
-        coords.append(xp.reshape(hooks.expand(point, index, dense, xp=xp), shape))
+    points = []
+    for pos, orig, s, offset in ((fd, od, ss, origin[0]), (fw, ow, sx, origin[2]), (fh, oh, sy, origin[1])):
+        points.append(xp.where(refined, xp.astype(pos + offset, dtype) + s, xp.astype(orig + offset, dtype)))
+    # One scatter into the materialised (B, C, 3, D, H, W) grid: keypoint i of image bc sits at
+    # bc * 3 V + axis * V + v; sorted by image, then axis, then voxel, as the scatter wants.
+    bc, v = index // volume, index % volume
+    where = xp.stack([bc * (3 * volume) + axis * volume + v for axis in range(3)], axis=0)
+    order = xp.argsort(xp.reshape(xp.permute_dims(where, (1, 0)), (-1,)), stable=True)
+    where = xp.take(xp.reshape(xp.permute_dims(where, (1, 0)), (-1,)), order)
+    points = xp.take(xp.reshape(xp.permute_dims(xp.stack(points, axis=0), (1, 0)), (-1,)), order)
+    grid = xp.astype(xp.reshape(_grid_array(shape, dtype, x, origin, xp=xp), (3 * total,)), input.dtype, copy=False)
+    coords = hooks.expand(xp.astype(points, input.dtype), where, grid, xp=xp)
     value = xp.where(refined, xp.take(flat_x, final) + 0.5 * gds + bonus, xp.take(flat_x, index))
-    values = xp.reshape(hooks.expand(value, index, flat_x, xp=xp), shape)
-    return xp.astype(xp.stack(coords, axis=2), input.dtype), xp.astype(values, input.dtype)
+    values = hooks.expand(xp.astype(value, input.dtype), index, xp.reshape(c.copy(input), (total,)),
+                          xp=xp)
+    b, ch = shape[:2]
+    return xp.reshape(coords, (b, ch, 3, *size)), xp.reshape(values, shape)
 
 
 def iterative_quad_interp3d(
@@ -481,19 +563,30 @@ def iterative_quad_interp3d(
                 allow_scale_steps)
     if max_candidates is not None:
         max_candidates = v.check_int(func, "max_candidates", max_candidates, minimum=0)
+    return hooks_for(xp).blockwise(
+        "iterative_quad_interp3d", _iterative_kernel, input, precomputed_nms_mask, xp=xp, n_iters=n_iters,
+        bonus=float(strict_maxima_bonus), threshold=float(max_subpixel_shift), allow_scale_steps=allow_scale_steps,
+        max_candidates=max_candidates, origin=(0, 0, 0),
+    )
+
+
+def _iterative_kernel(
+    input: Array, mask: Array | None, *, n_iters: int, bonus: float, threshold: float, allow_scale_steps: bool,
+    max_candidates: int | None, origin: tuple[int, int, int], xp: Any,
+) -> tuple[Array, Array]:
+    """:func:`iterative_quad_interp3d` on a whole array, or on one block whose voxel 0 sits at ``origin``."""
     hooks = hooks_for(xp)
-    if min(input.shape[2:]) < 3 or input.size == 0:
-        return _unrefined(input, xp=xp)
-    mask = _nms_mask(input, precomputed_nms_mask, hooks, xp=xp)
+    if min(input.shape[2:]) < 3 or math.prod(input.shape) == 0:
+        return _unrefined(input, origin, xp=xp)
+    mask = _nms_mask(input, mask, hooks, xp=xp)
     if n_iters == 0:
-        return _no_iterations(input, mask, float(strict_maxima_bonus), xp=xp)
+        return _no_iterations(input, mask, bonus, origin, xp=xp)
     if not hooks.supports_dynamic_shapes(input):
         if max_candidates is not None:
             mask = _top_per_image_dense(input, mask, max_candidates, xp=xp)
-        return _static_path(input, mask, n_iters, float(strict_maxima_bonus), float(max_subpixel_shift),
-                            allow_scale_steps, None, hooks, xp=xp)
-    return _sparse_path(input, mask, n_iters, float(strict_maxima_bonus), float(max_subpixel_shift),
-                        allow_scale_steps, max_candidates, hooks, xp=xp)
+        return _static_path(input, mask, n_iters, bonus, threshold, allow_scale_steps, None, hooks, origin, xp=xp)
+    return _sparse_path(input, mask, n_iters, bonus, threshold, allow_scale_steps, max_candidates, hooks, origin,
+                        xp=xp)
 
 
 def _top_per_image_dense(input: Array, mask: Array, per_image: int, *, xp: Any) -> Array:

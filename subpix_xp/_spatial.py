@@ -6,6 +6,7 @@ from typing import Any
 
 from . import _common as c
 from . import _validation as v
+from ._common import device
 from .backends import hooks_for
 
 Array = Any
@@ -22,10 +23,14 @@ def _heatmaps(func: str, input: Array) -> Any:
     return xp
 
 
-def _softmax(func: str, input: Array, temperature: Any, *, xp: Any) -> Array:
+def _temperature(func: str, input: Array, temperature: Any, *, xp: Any) -> Array | float:
+    b, n = input.shape[:2]
+    return v.temperature(func, temperature, input, (b, n, 1), xp, hooks_for(xp))
+
+
+def _softmax(input: Array, temp: Array | float, *, xp: Any) -> Array:
     """The softmax of each map over its ``H * W`` positions, in the compute dtype, flattened."""
     b, n, h, w = input.shape
-    temp = v.temperature(func, temperature, input, (b, n, 1), xp, hooks_for(xp))
     dtype = c.compute_dtype(input.dtype, xp=xp)
     flat = xp.reshape(xp.astype(input, dtype), (b, n, h * w))
     if not isinstance(temp, float):
@@ -64,7 +69,12 @@ def spatial_softmax2d(input: Array, temperature: Array | float | None = None) ->
     """
     func = "spatial_softmax2d"
     xp = _heatmaps(func, input)
-    soft = _softmax(func, input, temperature, xp=xp)
+    temp = _temperature(func, input, temperature, xp=xp)
+    return hooks_for(xp).blockwise("spatial_softmax2d", _softmax_kernel, input, temp, xp=xp)
+
+
+def _softmax_kernel(input: Array, temp: Array | float, *, xp: Any) -> Array:
+    soft = _softmax(input, temp, xp=xp)
     return xp.astype(xp.reshape(soft, tuple(input.shape)), input.dtype)
 
 
@@ -105,10 +115,16 @@ def spatial_expectation2d(input: Array, normalized_coordinates: bool = True) -> 
     func = "spatial_expectation2d"
     xp = _heatmaps(func, input)
     v.check_bool(func, "normalized_coordinates", normalized_coordinates)
+    return hooks_for(xp).blockwise(
+        "spatial_expectation2d", _expectation_kernel, input, xp=xp, normalized=normalized_coordinates
+    )
+
+
+def _expectation_kernel(input: Array, *, normalized: bool, xp: Any) -> Array:
     b, n, h, w = input.shape
     dtype = c.compute_dtype(input.dtype, xp=xp)
     probs = xp.reshape(xp.astype(input, dtype), (b, n, h * w))
-    return xp.astype(_expectation(probs, h, w, normalized_coordinates, xp=xp), input.dtype)
+    return xp.astype(_expectation(probs, h, w, normalized, xp=xp), input.dtype)
 
 
 def spatial_soft_argmax2d(
@@ -141,9 +157,44 @@ def spatial_soft_argmax2d(
     func = "spatial_soft_argmax2d"
     xp = _heatmaps(func, input)
     v.check_bool(func, "normalized_coordinates", normalized_coordinates)
-    _, _, h, w = input.shape
-    soft = _softmax(func, input, temperature, xp=xp)
-    return xp.astype(_expectation(soft, h, w, normalized_coordinates, xp=xp), input.dtype)
+    temp = _temperature(func, input, temperature, xp=xp)
+    return hooks_for(xp).blockwise(
+        "spatial_soft_argmax2d", _soft_argmax_kernel, input, temp, xp=xp, normalized=normalized_coordinates
+    )
+
+
+def _soft_argmax_kernel(input: Array, temp: Array | float, *, normalized: bool, xp: Any) -> Array:
+    """Expected ``(x, y)`` under each map's softmax, from its unnormalised weights.
+
+    Per map: ``e = exp(v / T - max)``; each row's ``sum e`` and ``sum e x`` come from one
+    matrix-vector product each (short, accurate dot products), and the rows then give
+    ``(sum e x, sum e y) / sum e``. Maps go in cache-sized groups (``hooks.block_elements``).
+    """
+    b, n, h, w = input.shape
+    dtype = c.compute_dtype(input.dtype, xp=xp)
+    flat = xp.reshape(xp.astype(input, dtype, copy=False), (b * n, h * w))
+    if isinstance(temp, float):
+        scale = None if temp == 1.0 else temp
+    else:
+        scale = xp.reshape(xp.broadcast_to(xp.astype(temp, dtype), (b, n, 1)), (b * n, 1))
+    xs = c.axis_coordinates(w, normalized, dtype=dtype, like=input, xp=xp)
+    ys = c.axis_coordinates(h, normalized, dtype=dtype, like=input, xp=xp)
+    ones = xp.ones((w,), dtype=dtype, device=device(input))
+    floor = xp.asarray(c.exp_floor(dtype, xp=xp), dtype=dtype, device=device(input))
+    out = []
+    for (l0, l1), _ in c.block_plan(b * n, 1, h * w, hooks_for(xp).block_elements(input)):
+        logits = flat[l0:l1, ...]
+        if scale is not None:
+            logits = logits / (scale if isinstance(scale, float) else scale[l0:l1, ...])
+        shifted = xp.maximum(logits - xp.max(logits, axis=-1, keepdims=True), floor)
+        e = xp.reshape(xp.exp(shifted), (l1 - l0, h, w))
+        row_total = xp.matmul(e, ones)
+        total = xp.sum(row_total, axis=-1)
+        sum_x = xp.sum(xp.matmul(e, xs), axis=-1)
+        sum_y = xp.matmul(row_total, ys)
+        out.append(xp.stack([sum_x / total, sum_y / total], axis=-1))
+    coords = out[0] if len(out) == 1 else xp.concat(out, axis=0)
+    return xp.astype(xp.reshape(coords, (b, n, 2)), input.dtype, copy=False)
 
 
 def render_gaussian2d(mean: Array, std: Array, size: tuple[int, int], normalized_coordinates: bool = True) -> Array:
@@ -191,18 +242,25 @@ def render_gaussian2d(mean: Array, std: Array, size: tuple[int, int], normalized
         raise ValueError(msg)
     height, width = v.int_tuple(func, "size", size, 2, minimum=1, allow_int=False)
     v.check_bool(func, "normalized_coordinates", normalized_coordinates)
+    return hooks_for(xp).blockwise(
+        "render_gaussian2d", _gaussian_kernel, mean, std, xp=xp, size=(height, width), normalized=normalized_coordinates
+    )
 
+
+def _gaussian_kernel(mean: Array, std: Array, *, size: tuple[int, int], normalized: bool, xp: Any) -> Array:
+    height, width = size
     dtype = c.compute_dtype(mean.dtype, xp=xp)
-    mean_c, std_c = xp.astype(mean, dtype), xp.astype(std, dtype)
-    xs = c.axis_coordinates(width, normalized_coordinates, dtype=dtype, like=mean, xp=xp)
-    ys = c.axis_coordinates(height, normalized_coordinates, dtype=dtype, like=mean, xp=xp)
+    mean_c, std_c = xp.astype(mean, dtype, copy=False), xp.astype(std, dtype, copy=False)
+    xs = c.axis_coordinates(width, normalized, dtype=dtype, like=mean, xp=xp)
+    ys = c.axis_coordinates(height, normalized, dtype=dtype, like=mean, xp=xp)
     gauss_x = _gaussian_axis(xs, mean_c[..., 0:1], std_c[..., 0:1], xp=xp)
     gauss_y = _gaussian_axis(ys, mean_c[..., 1:2], std_c[..., 1:2], xp=xp)
     heat = gauss_y[..., :, None] * gauss_x[..., None, :]
-    return xp.astype(heat, mean.dtype)
+    return xp.astype(heat, mean.dtype, copy=False)
 
 
 def _gaussian_axis(t: Array, mu: Array, sigma: Array, *, xp: Any) -> Array:
     """One axis of the Gaussian, normalised to sum to one over the grid ``t``."""
-    logits = (t - mu) ** 2 * (-0.5 / sigma**2)
+    d = t - mu
+    logits = d * d * (-0.5 / (sigma * sigma))
     return c.softmax(logits, -1, xp=xp)

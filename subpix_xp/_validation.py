@@ -17,12 +17,19 @@ from .backends import Hooks
 
 Array = Any
 
+# Array parameters that may be None (absent).
+_OPTIONAL_ARRAYS = frozenset({"precomputed_nms_mask"})
+
 
 def namespace(func: str, **arrays: Array | None) -> Any:
     """Return the namespace shared by the given arrays (``None`` entries are skipped).
 
     Raises ``TypeError`` for a non-array, for arrays of two libraries and for two devices.
     """
+    for name, a in arrays.items():
+        if a is None and name not in _OPTIONAL_ARRAYS:
+            msg = f"{func}: expected an array for `{name}`; got None"
+            raise TypeError(msg)
     present = {name: a for name, a in arrays.items() if a is not None}
     for name, a in present.items():
         if not is_array_api_obj(a):
@@ -34,7 +41,8 @@ def namespace(func: str, **arrays: Array | None) -> Any:
         kinds = ", ".join(f"`{name}` is {type(a).__module__}.{type(a).__name__}" for name, a in present.items())
         msg = f"{func}: expected arrays of one array library; got {kinds}"
         raise TypeError(msg) from None
-    devices = {name: device(a) for name, a in present.items()}
+    # A traced JAX array has no device (``None``): it takes the device of the arrays it meets.
+    devices = {name: d for name, a in present.items() if (d := device(a)) is not None}
     first = next(iter(devices.values()), None)
     if any(d != first for d in devices.values()):
         where = ", ".join(f"`{name}` on {d}" for name, d in devices.items())
@@ -119,8 +127,8 @@ def temperature(func: str, value: Any, x: Array, layout: tuple[int, ...], xp: An
     if value.dtype == xp.bool:
         msg = f"{func}: expected a real, non-bool array for `temperature`; got dtype {value.dtype}"
         raise TypeError(msg)
-    if broadcast_shape(tuple(value.shape), layout) is None:
-        msg = f"{func}: `temperature` of shape {tuple(value.shape)} does not broadcast against {layout}"
+    if broadcast_shape(tuple(value.shape), layout) != layout:
+        msg = f"{func}: `temperature` of shape {tuple(value.shape)} does not broadcast to one value per map {layout}"
         raise ValueError(msg)
     value = xp.astype(value, x.dtype)
     if hooks.can_inspect(value) and not bool(xp.all(value > 0)):

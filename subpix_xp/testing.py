@@ -179,8 +179,14 @@ def _module_backend(spec: str) -> Backend:
         xp = array_api_compat.array_namespace(probe)
     except Exception as exc:
         raise BackendUnavailable(f"{module_name} does not work as an array namespace here ({exc})") from None
-    return Backend(spec, xp, asarray, to_numpy, lazy=array_api_compat.is_lazy_array(probe),
-                   float64=hasattr(xp, "float64"))
+    return Backend(
+        spec,
+        xp,
+        asarray,
+        to_numpy,
+        lazy=array_api_compat.is_lazy_array(probe),
+        float64=hasattr(xp, "float64"),
+    )
 
 
 def _import(name: str) -> Any:

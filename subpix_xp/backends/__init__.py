@@ -40,6 +40,10 @@ class Hooks:
     can_inspect: Callable[[Any], bool]
     prefers_static_shapes: Callable[[Any], bool]
     supports_dynamic_shapes: Callable[[Any], bool]
+    separable_filter: Callable[..., Any]
+    blockwise: Callable[..., Any]
+    block_elements: Callable[[Any], int]
+    softmax: Callable[..., Any]
 
 
 GENERIC = Hooks(
@@ -51,7 +55,16 @@ GENERIC = Hooks(
     can_inspect=_generic.can_inspect,
     prefers_static_shapes=_generic.prefers_static_shapes,
     supports_dynamic_shapes=_generic.supports_dynamic_shapes,
+    separable_filter=_generic.separable_filter,
+    blockwise=_generic.blockwise,
+    block_elements=_generic.block_elements,
+    softmax=_generic.softmax,
 )
+
+# What an array *is* (traced, lazy, chunked, on an accelerator) rather than a faster kernel: these
+# stay the backend's own when the generic kernels are forced, so the reference path still runs
+# under ``jax.jit`` and on Dask arrays.
+_CAPABILITIES = ("can_inspect", "prefers_static_shapes", "supports_dynamic_shapes", "blockwise", "block_elements")
 
 _ENV_VAR = "SUBPIX_XP_GENERIC_HOOKS"
 _force_generic: contextvars.ContextVar[bool] = contextvars.ContextVar("subpix_xp_force_generic", default=False)
@@ -91,11 +104,28 @@ def _generic_forced() -> bool:
     return _force_generic.get() or os.environ.get(_ENV_VAR, "") not in ("", "0")
 
 
+# Namespace -> its backend's hooks: a namespace is a module (or a module-like object) that lives as
+# long as the process, so one dictionary look-up replaces the five namespace checks per call.
+_NATIVE_BY_NAMESPACE: dict[int, tuple[Any, Hooks]] = {}
+
+
 def hooks_for(xp: Any) -> Hooks:
     """The hooks for namespace ``xp``: the backend's own, or the generic ones when forced."""
+    cached = _NATIVE_BY_NAMESPACE.get(id(xp))
+    if cached is not None and cached[0] is xp:
+        native = cached[1]
+    else:
+        native = _native_hooks(backend_name(xp))
+        _NATIVE_BY_NAMESPACE[id(xp)] = (xp, native)
     if _generic_forced():
-        return GENERIC
-    return _native_hooks(backend_name(xp))
+        return _generic_kernels(native)
+    return native
+
+
+@functools.cache
+def _generic_kernels(native: Hooks) -> Hooks:
+    """The generic kernels with ``native``'s capabilities (see ``_CAPABILITIES``)."""
+    return dataclasses.replace(GENERIC, **{field: getattr(native, field) for field in _CAPABILITIES})
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ test-suite holds each override against the function here.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 Array = Any
@@ -77,8 +78,10 @@ def pad(x: Array, widths: tuple[tuple[int, int], ...], value: float | bool, *, x
 def expand(values: Array, index: Array, base: Array, *, xp: Namespace) -> Array:
     """Write ``values`` at the strictly increasing flat positions ``index`` of the 1-D ``base``.
 
-    Scatter-free: every position looks up its rank among ``index`` with ``searchsorted``, so the
-    result is differentiable in ``values`` and ``base`` and ``base`` is never modified.
+    ``base`` is the caller's scratch array: a backend may write into it and return it (NumPy does),
+    so pass an array that nothing else reads afterwards. Here it is scatter-free: every position
+    looks up its rank among ``index`` with ``searchsorted``, so the result is differentiable in
+    ``values`` and ``base`` and ``base`` is left as it was.
     """
     n = index.shape[0]
     if n == 0:
@@ -87,6 +90,81 @@ def expand(values: Array, index: Array, base: Array, *, xp: Namespace) -> Array:
     rank = xp.clip(xp.searchsorted(index, positions), 0, n - 1)
     hit = xp.take(index, rank) == positions
     return xp.where(hit, xp.take(values, rank), base)
+
+
+def reflect_indices(n: int, before: int, after: int) -> list[int]:
+    """Source positions of an axis of length ``n`` padded by reflection (``d c b | a b c d | c b a``).
+
+    The edge sample is not repeated (NumPy's ``"reflect"``, PyTorch's ``"reflect"``, SciPy's
+    ``"mirror"``); a pad wider than the axis keeps reflecting, and an axis of length 1 repeats.
+    """
+    period = 2 * (n - 1)
+    out = []
+    for i in range(-before, n + after):
+        j = i % period if period else 0
+        out.append(period - j if j >= n else j)
+    return out
+
+
+def separable_filter(x: Array, kernel: tuple[float, ...], *, xp: Namespace) -> Array:
+    """Correlate each of the last two axes with the odd-length 1-D ``kernel``, reflect-padded.
+
+    ``kernel`` is a tuple of Python floats (static, so a traced call sees constants); the output has
+    ``x``'s shape and dtype. Padding reflects without repeating the edge sample (see
+    :func:`reflect_indices`), so a constant image stays constant for a kernel summing to one. A
+    symmetric kernel (a Gaussian) adds mirrored taps first, halving the multiplications.
+    """
+    k = len(kernel)
+    if k % 2 != 1:
+        msg = f"separable_filter: expected an odd-length kernel; got length {k}"
+        raise ValueError(msg)
+    radius = k // 2
+    for axis in (x.ndim - 1, x.ndim - 2):
+        n = x.shape[axis]
+        if n == 0:
+            continue
+        index = xp.asarray(reflect_indices(n, radius, radius), device=_device(x))
+        padded = xp.take(x, index, axis=axis)
+
+        def tap(start: int, padded: Array = padded, axis: int = axis, n: int = n) -> Array:
+            where = [slice(None)] * padded.ndim
+            where[axis] = slice(start, start + n)
+            return padded[tuple(where)]
+
+        if tuple(kernel) == tuple(reversed(kernel)):
+            out = tap(radius) * kernel[radius]
+            for j in range(radius):
+                out = out + (tap(j) + tap(k - 1 - j)) * kernel[j]
+        else:
+            out = tap(0) * kernel[0]
+            for j in range(1, k):
+                out = out + tap(j) * kernel[j]
+        x = out
+    return x
+
+
+def blockwise(op: str, kernel: Any, /, *arrays: Array | None, xp: Namespace, **params: Any) -> Any:
+    """Run the validated operation ``op``: here simply ``kernel(*arrays, xp=xp, **params)``.
+
+    ``kernel`` computes the operation on whole in-memory arrays; its keyword parameters include the
+    coordinate origin of the arrays it sees, so it can equally run on one block of a larger array.
+    A chunked backend (Dask) overrides this hook to run ``kernel`` block by block, on each chunk's
+    own array library, with the halo that ``op`` needs (see :mod:`subpix_xp.backends._dask`).
+    """
+    return kernel(*arrays, xp=xp, **params)
+
+
+def softmax(x: Array, axis: int, *, xp: Namespace) -> Array:
+    """Softmax of the real floating ``x`` along ``axis``: ``exp(x - max) / sum``, so the denominator is at least 1.
+
+    The shifted exponent is clamped at the lowest one whose ``exp`` is a normal number (float32:
+    about -86.8): a weight changes by at most that much (1.2e-38 in float32), and ``exp`` stays on
+    its fast path (PyTorch's CPU ``exp`` is 10-30 times slower where the result is subnormal or 0).
+    """
+    floor = math.log(float(xp.finfo(x.dtype).smallest_normal)) + 0.5
+    shifted = xp.maximum(x - xp.max(x, axis=axis, keepdims=True), xp.asarray(floor, dtype=x.dtype, device=_device(x)))
+    e = xp.exp(shifted)
+    return e / xp.sum(e, axis=axis, keepdims=True)
 
 
 def can_inspect(x: Array) -> bool:
@@ -102,6 +180,17 @@ def prefers_static_shapes(x: Array) -> bool:
 def supports_dynamic_shapes(x: Array) -> bool:
     """Whether data-dependent shapes (``nonzero``) are allowed on this array (not traced, not lazy)."""
     return True
+
+
+def block_elements(x: Array) -> int:
+    """How many elements the temporaries of one block of work should hold on this array; 0: no blocking.
+
+    Window operations (strict NMS, the windowed soft-argmax, the spatial soft-argmax) split a large
+    array into blocks of about this many elements, with the halo each window needs, and concatenate
+    the results: identical values, temporaries that stay in the CPU's cache, and a peak memory that
+    no longer grows with the temporaries. Accelerators, tracers and lazy arrays work on whole arrays.
+    """
+    return 0
 
 
 def _device(x: Array) -> Any:

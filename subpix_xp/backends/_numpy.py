@@ -1,4 +1,4 @@
-"""NumPy hooks: in-place scatter and ``np.pad``; window reductions stay generic (already vectorised)."""
+"""NumPy hooks: in-place scatter and ``np.pad``; window reductions and filtering stay generic (already vectorised)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,21 @@ def pad(x: Any, widths: tuple[tuple[int, int], ...], value: float | bool, *, xp:
 
 
 def expand(values: Any, index: Any, base: Any, *, xp: Any) -> Any:
-    out = base.copy()
+    # ``base`` is the caller's scratch array (see the generic hook): scatter into it, unless it is a
+    # read-only view (a broadcast, a frozen array), which is copied first.
+    out = base if base.flags.writeable else base.copy()
     out[index] = values
     return out
 
 
-HOOKS = dataclasses.replace(GENERIC, name="numpy", pad=pad, expand=expand)
+# About 512 KiB of float32 per temporary: a block's few live temporaries stay in a core's L2/L3 cache.
+_BLOCK_ELEMENTS = 1 << 17
+
+
+def block_elements(x: Any) -> int:
+    return _BLOCK_ELEMENTS
+
+
+HOOKS = dataclasses.replace(
+    GENERIC, name="numpy", pad=pad, expand=expand, block_elements=block_elements
+)
