@@ -40,7 +40,9 @@ def normalize(coords: Array, size: int) -> Array:
 
 
 def axis_coordinates(n: int, normalized: bool, *, dtype: Any, like: Array, xp: Any) -> Array:
-    """The coordinates of the ``n`` positions of an axis: indices, or normalised to ``[-1, 1]``."""
+    """The coordinates of the ``n`` positions of an axis: indices, or normalised to ``[-1, 1]`` (``linspace``)."""
+    if normalized and n > 1:
+        return xp.linspace(-1.0, 1.0, n, dtype=dtype, device=device(like))
     coords = xp.arange(n, dtype=dtype, device=device(like))
     return normalize(coords, n) if normalized else coords
 

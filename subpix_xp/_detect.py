@@ -41,7 +41,8 @@ _FUNC = "detect_blobs"
 _EXTRA_LEVELS = 3  # a DoG octave searching n_levels levels needs n_levels + 3 Gaussian levels
 _EDGE_RATIO = 10.0  # the re-fit's edge test: principal curvature ratio below 10 (SIFT's)
 _EDGE_LIMIT = (_EDGE_RATIO + 1.0) ** 2
-_REFIT_STEP = 0.6  # the nearest pixel is within 0.5 of a true peak; a longer step is not one
+_REFIT_STEP = 0.6
+_NEEDS = ("argsort", "take_along_axis", "searchsorted", "cumulative_sum")  # beyond what the subpix operations use  # the nearest pixel is within 0.5 of a true peak; a longer step is not one
 
 
 class Blobs(NamedTuple):
@@ -150,6 +151,11 @@ def detect_blobs(
     [30.3, 33.6, True]
     """
     xp = v.namespace(_FUNC, image=image)
+    missing = [name for name in _NEEDS if not hasattr(xp, name)]
+    if missing:
+        msg = (f"{_FUNC}: the array library of `image` ({type(image).__module__}) lacks {', '.join(missing)}, "
+               "which the keypoint selection needs; convert the image first (a Dask array: `.compute()`)")
+        raise TypeError(msg)
     v.check_ndim(_FUNC, "image", image, 4, "(B, C, H, W)")
     v.check_floating(_FUNC, "image", image, xp)
     k = v.check_int(_FUNC, "num_features", num_features, minimum=0)

@@ -262,5 +262,5 @@ def _gaussian_kernel(mean: Array, std: Array, *, size: tuple[int, int], normaliz
 def _gaussian_axis(t: Array, mu: Array, sigma: Array, *, xp: Any) -> Array:
     """One axis of the Gaussian, normalised to sum to one over the grid ``t``."""
     d = t - mu
-    logits = d * d * (-0.5 / (sigma * sigma))
+    logits = (d * d) / (sigma * sigma * -2.0)
     return c.softmax(logits, -1, xp=xp)

@@ -20,6 +20,9 @@ Array = Any
 # Array parameters that may be None (absent).
 _OPTIONAL_ARRAYS = frozenset({"precomputed_nms_mask"})
 
+# NumPy and PyTorch array types -> their namespace (which ``array_namespace`` derives from the type).
+_NAMESPACE_BY_TYPE: dict[type, Any] = {}
+
 
 def namespace(func: str, **arrays: Array | None) -> Any:
     """Return the namespace shared by the given arrays (``None`` entries are skipped).
@@ -31,12 +34,20 @@ def namespace(func: str, **arrays: Array | None) -> Any:
             msg = f"{func}: expected an array for `{name}`; got None"
             raise TypeError(msg)
     present = {name: a for name, a in arrays.items() if a is not None}
+    if len(present) == 1:
+        # The common case, one NumPy or PyTorch array: its namespace by type, nothing to compare.
+        xp = _NAMESPACE_BY_TYPE.get(type(next(iter(present.values()))))
+        if xp is not None:
+            return xp
     for name, a in present.items():
         if not is_array_api_obj(a):
             msg = f"{func}: expected an array for `{name}`; got {type(a).__name__}"
             raise TypeError(msg)
     try:
         xp = array_namespace(*present.values())
+        kinds = {type(a) for a in present.values()}
+        if len(kinds) == 1 and next(iter(kinds)).__module__.partition(".")[0] in ("numpy", "torch"):
+            _NAMESPACE_BY_TYPE[next(iter(kinds))] = xp
     except TypeError:
         kinds = ", ".join(f"`{name}` is {type(a).__module__}.{type(a).__name__}" for name, a in present.items())
         msg = f"{func}: expected arrays of one array library; got {kinds}"
@@ -150,4 +161,4 @@ def broadcast_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] |
 
 
 def _is_int(v: Any) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+    return type(v) is int or (isinstance(v, numbers.Integral) and not isinstance(v, bool))

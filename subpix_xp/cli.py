@@ -311,7 +311,29 @@ def _plot_target(plot: str, n_files: int) -> tuple[Path, bool]:
     return path, True
 
 
+def _set_threads(threads: int | None) -> None:
+    """Set PyTorch's CPU thread count, when asked and when PyTorch is installed."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise CliError(f"--threads must be at least 1; got {threads}")
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(threads)
+
+
+def _torch_threads() -> str:
+    try:
+        import torch
+    except ImportError:
+        return ""
+    return f"; PyTorch CPU threads: {torch.get_num_threads()}"
+
+
 def cmd_detect(args: argparse.Namespace) -> int:
+    _set_threads(args.threads)
     if not args.images:
         if args.out or args.format:
             raise CliError("detect without image files runs the demo; --out/--format need image files")
@@ -600,7 +622,7 @@ def run_demo(backends: Sequence[str], *, seed: int = 0, noise: float = 0.005, nu
     return scene, rows, shown.get("result", {})
 
 
-def format_report(scene: Scene, rows: list[dict[str, Any]], missing: Sequence[str] = ()) -> str:
+def format_report(scene: Scene, rows: list[dict[str, Any]], missing: Sequence[str] = (), timing: str = "") -> str:
     """The demo report as text."""
     h, w = scene.image.shape
     crlb = float(np.median(scene.crlb()))
@@ -613,6 +635,7 @@ def format_report(scene: Scene, rows: list[dict[str, Any]], missing: Sequence[st
         f"  noise floor (Cramer-Rao bound per axis, median over blobs): {crlb:.3f} px",
         f"  each detector keeps its {rows[0]['k'] if rows else n} strongest detections; found: one lies within 1.5 px "
         "(the strongest counts); extra: near no blob",
+        *([f"  {timing}"] if timing else []),
         "",
         f"{'detector':<40} {'found':>8} {'extra':>6} {'median':>8} {'p95':>7} {'max':>7} {'sigma':>6} "
         f"{'S-curve':>14} {'KS p':>5} {'time':>9}",
@@ -667,6 +690,7 @@ def _meets_targets(row: dict[str, Any]) -> bool:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    _set_threads(args.threads)
     if args.plot:
         _require_matplotlib()
     backends, missing = _available_backends(args.backends)
@@ -676,7 +700,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         backends, seed=args.seed, noise=args.noise, num_features=args.num_features, repeat=args.repeat,
         sift=not args.no_sift, dtype=args.dtype, options=options,
     )
-    print(format_report(scene, rows, missing))
+    timing = f"time: median of {max(args.repeat, 1)} run(s) after the first, image to NumPy keypoints" + (
+        _torch_threads() if any("torch" in b for b in backends) else "")
+    print(format_report(scene, rows, missing, timing))
     if args.json:
         payload = {"scene": {"height": scene.image.shape[0], "width": scene.image.shape[1], "blobs": int(scene.x.size),
                              "noise": scene.noise, "seed": scene.seed,
@@ -776,6 +802,8 @@ def _add_demo_options(p: argparse.ArgumentParser, *, standalone: bool) -> None:
     group.add_argument("--noise", type=float, default=0.005, help="noise std, 0..1 intensity (default: 0.005)")
     group.add_argument("--repeat", type=int, default=2, help="timed runs after the first (default: 2)")
     group.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    group.add_argument("--threads", type=int, default=None, metavar="N",
+                       help="PyTorch CPU threads (default: PyTorch's; 1 gives steadier timings on a busy machine)")
     group.add_argument("--save-scene", metavar="PATH", help="save the scene image (.png needs Pillow, or .npy)")
     if not standalone:
         p.set_defaults(check=False)
