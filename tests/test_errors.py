@@ -500,38 +500,41 @@ def test_nms_complex_is_type_error(op):
 
 
 def _quad_calls(func):
-    """Ways to pass keyword arguments to the function named ``func``: itself and the classes using it."""
+    """``(name expected in the message, call)``: the function itself and the classes using it.
+
+    ``AdaptiveQuadInterp3d`` checks every parameter in its constructor, so its messages name the class.
+    """
     if func == "conv_quad_interp3d":
-        return [lambda x, **kw: sx.conv_quad_interp3d(x, **kw),
-                lambda x, **kw: sx.ConvQuadInterp3d(**kw)(x),
-                lambda x, **kw: sx.AdaptiveQuadInterp3d(mode="conv", **kw)(x)]
-    return [lambda x, **kw: sx.iterative_quad_interp3d(x, **kw),
-            lambda x, **kw: sx.IterativeQuadInterp3d(**kw)(x),
-            lambda x, **kw: sx.AdaptiveQuadInterp3d(mode="patch", **kw)(x)]
+        return [(func, lambda x, **kw: sx.conv_quad_interp3d(x, **kw)),
+                (func, lambda x, **kw: sx.ConvQuadInterp3d(**kw)(x)),
+                (f"(AdaptiveQuadInterp3d|{func})", lambda x, **kw: sx.AdaptiveQuadInterp3d(mode="conv", **kw)(x))]
+    return [(func, lambda x, **kw: sx.iterative_quad_interp3d(x, **kw)),
+            (func, lambda x, **kw: sx.IterativeQuadInterp3d(**kw)(x)),
+            (f"(AdaptiveQuadInterp3d|{func})", lambda x, **kw: sx.AdaptiveQuadInterp3d(mode="patch", **kw)(x))]
 
 
 @pytest.mark.parametrize("func", ["conv_quad_interp3d", "iterative_quad_interp3d"])
 @pytest.mark.parametrize("bad", [-1, -5, 2.0, 1.5, None, "3", True])
 def test_bad_n_iters(be, func, bad):
     x = _arr(be, (1, 1, 3, 5, 5))
-    for call in _quad_calls(func):
-        with _raises(ValueError, func, "n_iters"):
+    for name, call in _quad_calls(func):
+        with _raises(ValueError, name, "n_iters"):
             call(x, n_iters=bad)
 
 
 @pytest.mark.parametrize("bad", [-1, -3, 1.0, None, "1", True])
 def test_bad_dilation_radius(be, bad):
     x = _arr(be, (1, 1, 3, 5, 5))
-    for call in _quad_calls("conv_quad_interp3d"):
-        with _raises(ValueError, "conv_quad_interp3d", "dilation_radius"):
+    for name, call in _quad_calls("conv_quad_interp3d"):
+        with _raises(ValueError, name, "dilation_radius"):
             call(x, dilation_radius=bad)
 
 
 @pytest.mark.parametrize("bad", [-1, -10, 2.0, "5", True])
 def test_bad_max_candidates(be, bad):
     x = _arr(be, (1, 1, 3, 5, 5))
-    for call in _quad_calls("iterative_quad_interp3d"):
-        with _raises(ValueError, "iterative_quad_interp3d", "max_candidates"):
+    for name, call in _quad_calls("iterative_quad_interp3d"):
+        with _raises(ValueError, name, "max_candidates"):
             call(x, max_candidates=bad)
 
 
@@ -551,8 +554,8 @@ def test_adaptive_rejects_bad_parameters_of_either_path(be, mode, param):
     ("allow_scale_steps", 1, TypeError)])
 def test_bad_quad_interp_parameters(be, func, param, bad, exc):
     x = _arr(be, (1, 1, 3, 5, 5))
-    for call in _quad_calls(func):
-        with _raises(exc, func, param):
+    for name, call in _quad_calls(func):
+        with _raises(exc, name, param):
             call(x, **{param: bad})
 
 
