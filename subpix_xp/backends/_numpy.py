@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from . import GENERIC
+from . import GENERIC, _generic
 
 
 def pad(x: Any, widths: tuple[tuple[int, int], ...], value: float | bool, *, xp: Any) -> Any:
@@ -23,6 +23,31 @@ def expand(values: Any, index: Any, base: Any, *, xp: Any) -> Any:
     return out
 
 
+def softmax(x: Any, axis: int, *, xp: Any) -> Any:
+    """In place in one buffer; NumPy's ``exp`` has no slow path, so no clamp (exact tails)."""
+    import numpy as np
+
+    if x.dtype.kind != "f" or x.size == 0:
+        return _generic.softmax(x, axis, xp=xp)
+    e = np.subtract(x, np.max(x, axis=axis, keepdims=True))
+    np.exp(e, out=e)
+    e /= np.sum(e, axis=axis, keepdims=True)
+    return e
+
+
+def blockwise(op: str, kernel: Any, /, *arrays: Any, xp: Any, **params: Any) -> Any:
+    """Run the kernel with NumPy's floating-point warnings silenced.
+
+    Non-finite inputs give non-finite outputs confined to their windows (``inf - inf`` in a
+    max-shifted softmax, a solve on an infinite patch): that is the documented result, not an
+    accident to warn about, and the other backends do not warn either.
+    """
+    import numpy as np
+
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore", under="ignore"):
+        return kernel(*arrays, xp=xp, **params)
+
+
 # About 512 KiB of float32 per temporary: a block's few live temporaries stay in a core's L2/L3 cache.
 _BLOCK_ELEMENTS = 1 << 17
 
@@ -32,5 +57,11 @@ def block_elements(x: Any) -> int:
 
 
 HOOKS = dataclasses.replace(
-    GENERIC, name="numpy", pad=pad, expand=expand, block_elements=block_elements
+    GENERIC,
+    name="numpy",
+    pad=pad,
+    expand=expand,
+    block_elements=block_elements,
+    softmax=softmax,
+    blockwise=blockwise,
 )
