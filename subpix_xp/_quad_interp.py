@@ -210,8 +210,11 @@ def _unflatten(flat: Array, size: tuple[int, int, int]) -> tuple[Array, Array, A
 def _edge_pad1(a: Array, *, xp: Any) -> Array:
     """Replicate the outermost entry once on each side of the last three axes."""
     for axis in (-3, -2, -1):
-        first = xp.take(a, xp.asarray([0], device=device(a)), axis=axis)
-        last = xp.take(a, xp.asarray([a.shape[axis] - 1], device=device(a)), axis=axis)
+        # Slices, not index arrays: a host-made index array is a blocking copy on CUDA.
+        n = a.shape[axis]
+        tail = (slice(None),) * (-1 - axis)
+        first = a[(..., slice(0, 1), *tail)]
+        last = a[(..., slice(n - 1, n), *tail)]
         a = xp.concat([first, a, last], axis=axis)
     return a
 
@@ -247,7 +250,7 @@ def _dense_refine(
     position = _unflatten(xp.reshape(index, (bc, d, h, w)), size)
     new_position, ok, moved = _step(position, (ss, sy, sx), solved, size, threshold, allow_scale_steps, xp=xp)
     nd, nh, nw = (xp.reshape(p, (total,)) for p in new_position)
-    dead = xp.asarray([total], dtype=xp.int64, device=device(x))
+    dead = xp.full((1,), total, dtype=xp.int64, device=device(x))
     target = xp.where(xp.reshape(ok, (total,)), bc_base + (nd * h + nh) * w + nw, dead)
     following = xp.concat([target, dead])
     stay = xp.reshape(_converged((ss, sy, sx), ok, moved), (total,))

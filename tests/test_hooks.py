@@ -69,15 +69,24 @@ def _filter_cases(rng):
             yield (x, (0.1, 0.7, 0.2)), {}  # asymmetric
 
 
+def _softmax_cases(rng):
+    for dtype in ["float32", "float64"]:
+        for shape, axis in [((3, 7), -1), ((2, 4, 5), 1), ((4, 300), -1)]:
+            x = (rng.standard_normal(shape) * 40).astype(dtype)  # exponents far below the subnormal range
+            x.reshape(-1)[rng.integers(0, x.size, 2)] = -np.inf
+            yield (x, axis), {}
+
+
 CASES = {
     "window_max": _window_cases,
     "window_min": _window_cases,
     "pad": _pad_cases,
     "expand": _expand_cases,
     "separable_filter": _filter_cases,
+    "softmax": _softmax_cases,
 }
 # Hooks whose floating-point results may differ from the generic ones by summation order.
-ROUNDING = {"separable_filter": {"float32": 1e-6, "float64": 1e-14}}
+ROUNDING = {"separable_filter": {"float32": 1e-6, "float64": 1e-14}, "softmax": {"float32": 1e-6, "float64": 1e-14}}
 
 
 def _array_hooks():
