@@ -44,7 +44,7 @@ def _window_softmax_moments(
     """
     nw = len(window)
     nd = logits.ndim
-    lowest = -float(xp.finfo(logits.dtype).max)
+    lowest = xp.full((), -float(xp.finfo(logits.dtype).max), dtype=logits.dtype, device=device(logits))  # a fill, not a host copy
     m = sums = u = None
     offsets: dict[int, Array] = {}
     for j in reversed(range(nw)):

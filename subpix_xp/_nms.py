@@ -105,15 +105,18 @@ def _strict_extrema(x: Array, window: tuple[int, ...], which: tuple[str, ...], h
             pads = list(widths)
             pads[r] = (widths[r][0] if r0 == 0 else 0, widths[r][1] if r1 == valid[r] else 0)
             for i, kind in enumerate(which):
+                # SPEC §5: an infinite value is never a strict extremum (NaN never compares true, and
+                # only +inf can beat its neighbours as a maximum, -inf as a minimum).
                 if kind == "max":
                     centre, rest = _exclusive(block, window, hooks.window_max, xp.maximum, xp=xp)
                     mask = xp.greater(centre, rest)
+                    if floating:
+                        mask = mask & (centre < math.inf)
                 else:
                     centre, rest = _exclusive(block, window, hooks.window_min, xp.minimum, xp=xp)
                     mask = xp.less(centre, rest)
-                if floating:
-                    # SPEC §5: an infinite value is never a strict extremum (NaN never compares true).
-                    mask = mask & xp.isfinite(centre)
+                    if floating:
+                        mask = mask & (centre > -math.inf)
                 if any(p for pair in pads for p in pair):
                     mask = hooks.pad(mask, tuple(pads), False, xp=xp)
                 per_kind[i].append(mask)

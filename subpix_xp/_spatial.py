@@ -164,13 +164,15 @@ def spatial_soft_argmax2d(
 
 
 def _soft_argmax_kernel(input: Array, temp: Array | float, *, normalized: bool, xp: Any) -> Array:
-    """Expected ``(x, y)`` under each map's softmax, from its unnormalised weights.
+    """Expected ``(x, y)`` under each map's softmax.
 
-    Per map: ``e = exp(v / T - max)``; each row's ``sum e`` and ``sum e x`` come from one
-    matrix-vector product each (short, accurate dot products), and the rows then give
-    ``(sum e x, sum e y) / sum e``. Maps go in cache-sized groups (``hooks.block_elements``).
+    Per map: weights ``w`` proportional to the softmax (the ``softmax`` hook, unnormalised where
+    that saves a pass); each row's ``sum w`` and ``sum w x`` come from one matrix-vector product
+    each (short, accurate dot products), and the rows then give ``(sum w x, sum w y) / sum w``.
+    Maps go in groups of about ``4 * hooks.block_elements`` elements (one temporary per group).
     """
     b, n, h, w = input.shape
+    hooks = hooks_for(xp)
     dtype = c.compute_dtype(input.dtype, xp=xp)
     flat = xp.reshape(xp.astype(input, dtype, copy=False), (b * n, h * w))
     if isinstance(temp, float):
@@ -180,18 +182,16 @@ def _soft_argmax_kernel(input: Array, temp: Array | float, *, normalized: bool, 
     xs = c.axis_coordinates(w, normalized, dtype=dtype, like=input, xp=xp)
     ys = c.axis_coordinates(h, normalized, dtype=dtype, like=input, xp=xp)
     ones = xp.ones((w,), dtype=dtype, device=device(input))
-    floor = xp.asarray(c.exp_floor(dtype, xp=xp), dtype=dtype, device=device(input))
     out = []
-    for (l0, l1), _ in c.block_plan(b * n, 1, h * w, hooks_for(xp).block_elements(input)):
+    for (l0, l1), _ in c.block_plan(b * n, 1, h * w, 4 * hooks.block_elements(input)):
         logits = flat[l0:l1, ...]
         if scale is not None:
             logits = logits / (scale if isinstance(scale, float) else scale[l0:l1, ...])
-        shifted = xp.maximum(logits - xp.max(logits, axis=-1, keepdims=True), floor)
-        e = xp.reshape(xp.exp(shifted), (l1 - l0, h, w))
-        row_total = xp.matmul(e, ones)
-        total = xp.sum(row_total, axis=-1)
-        sum_x = xp.sum(xp.matmul(e, xs), axis=-1)
-        sum_y = xp.matmul(row_total, ys)
+        weights = xp.reshape(hooks.softmax(logits, -1, xp=xp, normalize=False), (l1 - l0, h, w))
+        rows = xp.matmul(weights, ones)
+        total = xp.sum(rows, axis=-1)
+        sum_x = xp.sum(xp.matmul(weights, xs), axis=-1)
+        sum_y = xp.matmul(rows, ys)
         out.append(xp.stack([sum_x / total, sum_y / total], axis=-1))
     coords = out[0] if len(out) == 1 else xp.concat(out, axis=0)
     return xp.astype(xp.reshape(coords, (b, n, 2)), input.dtype, copy=False)
@@ -249,18 +249,20 @@ def render_gaussian2d(mean: Array, std: Array, size: tuple[int, int], normalized
 
 def _gaussian_kernel(mean: Array, std: Array, *, size: tuple[int, int], normalized: bool, xp: Any) -> Array:
     height, width = size
+    hooks = hooks_for(xp)
     dtype = c.compute_dtype(mean.dtype, xp=xp)
-    mean_c, std_c = xp.astype(mean, dtype, copy=False), xp.astype(std, dtype, copy=False)
+    mean_c = mean if mean.dtype == dtype else xp.astype(mean, dtype)
+    std_c = std if std.dtype == dtype else xp.astype(std, dtype)
     xs = c.axis_coordinates(width, normalized, dtype=dtype, like=mean, xp=xp)
     ys = c.axis_coordinates(height, normalized, dtype=dtype, like=mean, xp=xp)
-    gauss_x = _gaussian_axis(xs, mean_c[..., 0:1], std_c[..., 0:1], xp=xp)
-    gauss_y = _gaussian_axis(ys, mean_c[..., 1:2], std_c[..., 1:2], xp=xp)
+    scale = std_c * std_c * -2.0  # -2 sigma**2, both axes at once
+    gauss_x = _gaussian_axis(xs, mean_c[..., 0:1], scale[..., 0:1], hooks, xp=xp)
+    gauss_y = _gaussian_axis(ys, mean_c[..., 1:2], scale[..., 1:2], hooks, xp=xp)
     heat = gauss_y[..., :, None] * gauss_x[..., None, :]
-    return xp.astype(heat, mean.dtype, copy=False)
+    return heat if heat.dtype == mean.dtype else xp.astype(heat, mean.dtype)
 
 
-def _gaussian_axis(t: Array, mu: Array, sigma: Array, *, xp: Any) -> Array:
-    """One axis of the Gaussian, normalised to sum to one over the grid ``t``."""
+def _gaussian_axis(t: Array, mu: Array, scale: Array, hooks: Any, *, xp: Any) -> Array:
+    """One axis of the Gaussian (``scale`` is ``-2 sigma**2``), normalised to sum to one over the grid ``t``."""
     d = t - mu
-    logits = (d * d) / (sigma * sigma * -2.0)
-    return c.softmax(logits, -1, xp=xp)
+    return hooks.softmax((d * d) / scale, -1, xp=xp)

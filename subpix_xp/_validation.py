@@ -34,11 +34,12 @@ def namespace(func: str, **arrays: Array | None) -> Any:
             msg = f"{func}: expected an array for `{name}`; got None"
             raise TypeError(msg)
     present = {name: a for name, a in arrays.items() if a is not None}
-    if len(present) == 1:
-        # The common case, one NumPy or PyTorch array: its namespace by type, nothing to compare.
-        xp = _NAMESPACE_BY_TYPE.get(type(next(iter(present.values()))))
-        if xp is not None:
-            return xp
+    # The common case, NumPy or PyTorch arrays of one type: the namespace by type, and (for more
+    # than one array) one device; anything else takes the full checks below.
+    kinds = {type(a) for a in present.values()}
+    xp = _NAMESPACE_BY_TYPE.get(kinds.pop()) if len(kinds) == 1 else None
+    if xp is not None and (len(present) == 1 or len({getattr(a, "device", None) for a in present.values()}) == 1):
+        return xp
     for name, a in present.items():
         if not is_array_api_obj(a):
             msg = f"{func}: expected an array for `{name}`; got {type(a).__name__}"
@@ -69,6 +70,8 @@ def check_ndim(func: str, name: str, x: Array, ndim: int, layout: str) -> None:
 
 
 def check_floating(func: str, name: str, x: Array, xp: Any) -> None:
+    if x.dtype == xp.float32 or x.dtype == xp.float64:  # the common case, without isdtype's kind parsing
+        return
     if not xp.isdtype(x.dtype, "real floating"):
         msg = f"{func}: expected a real floating-point array for `{name}`; got dtype {x.dtype}"
         raise TypeError(msg)

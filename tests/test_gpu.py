@@ -113,19 +113,8 @@ PUBLIC = {
 # (``AdaptiveQuadInterp3d(mode="auto")`` takes the static path on a GPU).
 STATIC = {k: f for k, f in PUBLIC.items() if k not in ("iterative_quad_interp3d", "IterativeQuadInterp3d")}
 
-_CSA_SYNC = (
-    "core: subpix_xp/_conv_soft_argmax.py puts the Python float `lowest` on the device through "
-    "torch.asarray (xp.asarray(lowest, device=...), or xp.maximum(new_m, lowest), whose array-api-compat "
-    "wrapper calls torch.asarray): a synchronising host-to-device copy on CUDA; "
-    "xp.full((), lowest, dtype=..., device=...) is a fill kernel, no transfer"
-)
-#: Static calls that still synchronise with the host on a device, and why (core code, not this issue's files).
-KNOWN_HOST_SYNC = {
-    "conv_soft_argmax2d": _CSA_SYNC,
-    "conv_soft_argmax3d": _CSA_SYNC,
-    "ConvSoftArgmax2d": _CSA_SYNC,
-    "ConvSoftArgmax3d": _CSA_SYNC,
-}
+#: Static calls that still synchronise with the host on a device (none known).
+KNOWN_HOST_SYNC: dict[str, str] = {}
 
 
 def _as_tuple(out):

@@ -154,17 +154,20 @@ def blockwise(op: str, kernel: Any, /, *arrays: Array | None, xp: Namespace, **p
     return kernel(*arrays, xp=xp, **params)
 
 
-def softmax(x: Array, axis: int, *, xp: Namespace) -> Array:
+def softmax(x: Array, axis: int, *, xp: Namespace, normalize: bool = True) -> Array:
     """Softmax of the real floating ``x`` along ``axis``: ``exp(x - max) / sum``, so the denominator is at least 1.
 
-    The shifted exponent is clamped at the lowest one whose ``exp`` is a normal number (float32:
-    about -86.8): a weight changes by at most that much (1.2e-38 in float32), and ``exp`` stays on
-    its fast path (PyTorch's CPU ``exp`` is 10-30 times slower where the result is subnormal or 0).
+    With ``normalize=False`` the caller only needs weights *proportional* to the softmax along
+    ``axis`` (it divides by their sum itself): a backend may then skip the division and return
+    ``exp(x - max)``, as here, or return the softmax. The shifted exponent is clamped at the lowest
+    one whose ``exp`` is a normal number (float32: about -86.8): a weight changes by at most that
+    much (1.2e-38 in float32), and ``exp`` stays on its fast path (PyTorch's CPU ``exp`` is 10-30
+    times slower where the result is subnormal or 0).
     """
     floor = math.log(float(xp.finfo(x.dtype).smallest_normal)) + 0.5
     shifted = xp.maximum(x - xp.max(x, axis=axis, keepdims=True), xp.asarray(floor, dtype=x.dtype, device=_device(x)))
     e = xp.exp(shifted)
-    return e / xp.sum(e, axis=axis, keepdims=True)
+    return e / xp.sum(e, axis=axis, keepdims=True) if normalize else e
 
 
 def can_inspect(x: Array) -> bool:

@@ -23,15 +23,16 @@ def expand(values: Any, index: Any, base: Any, *, xp: Any) -> Any:
     return out
 
 
-def softmax(x: Any, axis: int, *, xp: Any) -> Any:
+def softmax(x: Any, axis: int, *, xp: Any, normalize: bool = True) -> Any:
     """In place in one buffer; NumPy's ``exp`` has no slow path, so no clamp (exact tails)."""
     import numpy as np
 
     if x.dtype.kind != "f" or x.size == 0:
-        return _generic.softmax(x, axis, xp=xp)
+        return _generic.softmax(x, axis, xp=xp, normalize=normalize)
     e = np.subtract(x, np.max(x, axis=axis, keepdims=True))
     np.exp(e, out=e)
-    e /= np.sum(e, axis=axis, keepdims=True)
+    if normalize:
+        e /= np.sum(e, axis=axis, keepdims=True)
     return e
 
 
@@ -48,8 +49,8 @@ def blockwise(op: str, kernel: Any, /, *arrays: Any, xp: Any, **params: Any) -> 
         return kernel(*arrays, xp=xp, **params)
 
 
-# About 512 KiB of float32 per temporary: a block's few live temporaries stay in a core's L2/L3 cache.
-_BLOCK_ELEMENTS = 1 << 17
+# About 1 MiB of float32 per temporary: a block's few live temporaries stay in the L2/L3 caches.
+_BLOCK_ELEMENTS = 1 << 18
 
 
 def block_elements(x: Any) -> int:
