@@ -103,4 +103,4 @@ def test_class_works_as_kornia_scale_space_detector_subpix_module():
     )
     lafs, responses = detector(image)
     assert lafs.shape == (1, 20, 2, 3)
-    assert torch.isfinite(lafs).all()
+    assert torch.isfinite(lafs).all() and torch.isfinite(responses).all()

@@ -13,10 +13,8 @@ import pytest
 from conftest import load_backend
 
 import subpix_xp
-from subpix_xp.backends import GENERIC, Hooks, hooks_for, use_generic_hooks
+from subpix_xp.backends import _CAPABILITIES, GENERIC, Hooks, hooks_for, use_generic_hooks
 from subpix_xp.testing import to_numpy
-
-from subpix_xp.backends import _CAPABILITIES
 
 # Capabilities describe what an array is (traced, lazy, on a device); they stay native when the
 # generic kernels are forced, and are tested per backend instead.
