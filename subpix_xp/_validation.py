@@ -85,6 +85,8 @@ def check_real(func: str, name: str, x: Array, xp: Any) -> None:
 
 def int_tuple(func: str, name: str, value: Any, n: int, *, minimum: int, allow_int: bool = True) -> tuple[int, ...]:
     """Return ``value`` as a tuple of ``n`` Python ints, each at least ``minimum``, else ``ValueError``."""
+    if type(value) is tuple and len(value) == n and all(type(v) is int and v >= minimum for v in value):
+        return value  # the common case, without the generic checks' isinstance calls
     if allow_int and _is_int(value):
         value = (value,) * n
     if (
@@ -153,6 +155,8 @@ def temperature(func: str, value: Any, x: Array, layout: tuple[int, ...], xp: An
 
 def broadcast_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None:
     """NumPy broadcasting of two shapes, or ``None`` if they do not broadcast."""
+    if a == b:
+        return a
     out = []
     for i in range(1, max(len(a), len(b)) + 1):
         p = a[-i] if i <= len(a) else 1

@@ -172,6 +172,9 @@ def _extra_softmax_cases(rng):
     yield (x, -1), {}
     yield (rng.standard_normal((4, 3, 2)), 0), {}
     yield (rng.standard_normal((2, 6)).astype(np.float16), -1), {}  # generic fallback
+    yield (x, -1), {"flush": 1e-3}
+    yield (rng.standard_normal((4, 3, 2)) * 50, 1), {"normalize": False}  # exp(x - max), as the generic hook
+    yield (rng.standard_normal((2, 6)).astype(np.float16), -1), {"flush": 1e-3}
 
 
 def _extra_filter_cases(rng):

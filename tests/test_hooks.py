@@ -73,6 +73,20 @@ def _softmax_cases(rng):
             x = (rng.standard_normal(shape) * 40).astype(dtype)  # exponents far below the subnormal range
             x.reshape(-1)[rng.integers(0, x.size, 2)] = -np.inf
             yield (x, axis), {}
+            yield (x, axis), {"flush": 1e-3}  # weights at or below the flush are 0
+        x = (rng.standard_normal((3, 6)) * 4).astype(dtype)
+        x[0, 1] = np.nan  # NaN stays NaN through the flush
+        yield (x, -1), {"flush": float(np.sqrt(np.finfo(dtype).smallest_normal))}
+
+
+def _outer_cases(rng):
+    for dtype in ["float32", "float64", "int32", "bool"]:
+        for a_shape, b_shape in [((5,), (7,)), ((3, 4, 6), (3, 4, 5)), ((2, 1, 3), (4, 2)), ((6, 1), (6, 9))]:
+            yield (_data(rng, a_shape, dtype), _data(rng, b_shape, dtype)), {}
+        yield (np.zeros((0, 3), dtype), np.zeros((0, 2), dtype)), {}
+    a = rng.standard_normal((4, 6)).astype("float32")
+    a[0, :3] = [np.inf, -np.inf, 0.0]
+    yield (a, rng.standard_normal((4, 5)).astype("float32") * 1e-30), {}  # inf * 0, subnormal products
 
 
 CASES = {
@@ -82,6 +96,7 @@ CASES = {
     "expand": _expand_cases,
     "separable_filter": _filter_cases,
     "softmax": _softmax_cases,
+    "outer": _outer_cases,
 }
 # Hooks whose floating-point results may differ from the generic ones by summation order.
 ROUNDING = {"separable_filter": {"float32": 1e-6, "float64": 1e-14}, "softmax": {"float32": 1e-6, "float64": 1e-14}}

@@ -381,6 +381,28 @@ def test_spatial_expectation_of_rendered_gaussian(backend, dtype_name):
     )
 
 
+def test_render_gaussian2d_tails_flushed_to_zero(backend, dtype_name):
+    """A sharp Gaussian's far tails are 0, never subnormal, and every value is within the floor
+    ``sqrt(smallest_normal)`` of the exact (float64 closed-form, unflushed) heatmap."""
+    size = (16, 40)
+    means = np.array([[3.3, 7.6], [35.0, 0.2]])
+    stds = np.array([[0.9, 1.1], [0.6, 0.5]])
+    heat = to_numpy(S.render_gaussian2d(arr(backend, means, dtype_name), arr(backend, stds, dtype_name), size, False))
+    t_x, t_y = np.arange(size[1], dtype=np.float64), np.arange(size[0], dtype=np.float64)
+    g_x = np.exp(-((t_x - means[:, :1]) ** 2) / (2 * stds[:, :1] ** 2))
+    g_y = np.exp(-((t_y - means[:, 1:]) ** 2) / (2 * stds[:, 1:] ** 2))
+    w_y, w_x = g_y / g_y.sum(-1, keepdims=True), g_x / g_x.sum(-1, keepdims=True)
+    exact = w_y[:, :, None] * w_x[:, None, :]
+    floor = math.sqrt(np.finfo(dtype_name).smallest_normal)
+    finfo = np.finfo(heat.dtype)
+    assert exact.min() < finfo.smallest_normal  # the closed form reaches the subnormal range
+    assert not np.any((heat != 0) & (np.abs(heat) < finfo.smallest_normal)), "subnormal heatmap values"
+    tiny_factor = (w_y[:, :, None] < floor / 2) | (w_x[:, None, :] < floor / 2)
+    assert tiny_factor.any() and np.all(heat[tiny_factor] == 0)
+    # exp(-z) in float carries a relative error of about z * eps, and z reaches ~44 above the floor
+    np.testing.assert_allclose(heat, exact, rtol=100 * finfo.eps, atol=floor)
+
+
 def test_spatial_softmax2d_seed_example(backend, dtype_name):
     """The seed page's example, and the temperature divides: softmax(x / T) = e^(x/T) / sum e^(x/T)."""
     x_np = np.array([[[[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 1.0, 2.0]]]])

@@ -44,6 +44,7 @@ class Hooks:
     blockwise: Callable[..., Any]
     block_elements: Callable[[Any], int]
     softmax: Callable[..., Any]
+    outer: Callable[..., Any]
 
 
 GENERIC = Hooks(
@@ -59,6 +60,7 @@ GENERIC = Hooks(
     blockwise=_generic.blockwise,
     block_elements=_generic.block_elements,
     softmax=_generic.softmax,
+    outer=_generic.outer,
 )
 
 # What an array *is* (traced, lazy, chunked, on an accelerator) rather than a faster kernel: these

@@ -171,7 +171,7 @@ def expand(values: Any, index: Any, base: Any, *, xp: Any) -> Any:
     return out
 
 
-def softmax(x: Any, axis: int, *, xp: Any) -> Any:
+def softmax(x: Any, axis: int, *, xp: Any, normalize: bool = True, flush: float = 0.0) -> Any:
     """In place in one buffer: ``e = x - max``, ``exp(e, out=e)``, ``e /= sum``: four kernels instead of six.
 
     No clamp of the exponent: a GPU's ``exp`` has no slow subnormal path, so the tails stay exact
@@ -179,11 +179,14 @@ def softmax(x: Any, axis: int, *, xp: Any) -> Any:
     """
     cupy = _cupy()
     if x.dtype.name not in ("float32", "float64") or x.size == 0:
-        return _generic.softmax(x, axis, xp=xp)
+        return _generic.softmax(x, axis, xp=xp, normalize=normalize, flush=flush)
     with _on(x):
         e = cupy.subtract(x, cupy.max(x, axis=axis, keepdims=True))
         cupy.exp(e, out=e)
-        e /= cupy.sum(e, axis=axis, keepdims=True)
+        if normalize:
+            e /= cupy.sum(e, axis=axis, keepdims=True)
+            if flush > 0:
+                cupy.copyto(e, 0, where=e <= flush)  # elementwise: no host synchronisation
     return e
 
 

@@ -154,7 +154,7 @@ def blockwise(op: str, kernel: Any, /, *arrays: Array | None, xp: Namespace, **p
     return kernel(*arrays, xp=xp, **params)
 
 
-def softmax(x: Array, axis: int, *, xp: Namespace, normalize: bool = True) -> Array:
+def softmax(x: Array, axis: int, *, xp: Namespace, normalize: bool = True, flush: float = 0.0) -> Array:
     """Softmax of the real floating ``x`` along ``axis``: ``exp(x - max) / sum``, so the denominator is at least 1.
 
     With ``normalize=False`` the caller only needs weights *proportional* to the softmax along
@@ -162,12 +162,21 @@ def softmax(x: Array, axis: int, *, xp: Namespace, normalize: bool = True) -> Ar
     ``exp(x - max)``, as here, or return the softmax. The shifted exponent is clamped at the lowest
     one whose ``exp`` is a normal number (float32: about -86.8): a weight changes by at most that
     much (1.2e-38 in float32), and ``exp`` stays on its fast path (PyTorch's CPU ``exp`` is 10-30
-    times slower where the result is subnormal or 0).
+    times slower where the result is subnormal or 0). With ``flush > 0`` (used with the default
+    ``normalize=True``), weights at or below ``flush`` are returned as 0; NaN stays NaN.
     """
     floor = math.log(float(xp.finfo(x.dtype).smallest_normal)) + 0.5
     shifted = xp.maximum(x - xp.max(x, axis=axis, keepdims=True), xp.asarray(floor, dtype=x.dtype, device=_device(x)))
     e = xp.exp(shifted)
-    return e / xp.sum(e, axis=axis, keepdims=True) if normalize else e
+    if not normalize:
+        return e
+    weights = e / xp.sum(e, axis=axis, keepdims=True)
+    return xp.where(weights <= flush, 0.0, weights) if flush > 0 else weights
+
+
+def outer(a: Array, b: Array, *, xp: Namespace) -> Array:
+    """Batched outer product ``a[..., :, None] * b[..., None, :]`` (leading axes broadcast): shape ``(*, m, n)``."""
+    return a[..., :, None] * b[..., None, :]
 
 
 def can_inspect(x: Array) -> bool:

@@ -23,17 +23,29 @@ def expand(values: Any, index: Any, base: Any, *, xp: Any) -> Any:
     return out
 
 
-def softmax(x: Any, axis: int, *, xp: Any, normalize: bool = True) -> Any:
+def softmax(x: Any, axis: int, *, xp: Any, normalize: bool = True, flush: float = 0.0) -> Any:
     """In place in one buffer; NumPy's ``exp`` has no slow path, so no clamp (exact tails)."""
     import numpy as np
 
     if x.dtype.kind != "f" or x.size == 0:
-        return _generic.softmax(x, axis, xp=xp, normalize=normalize)
+        return _generic.softmax(x, axis, xp=xp, normalize=normalize, flush=flush)
     e = np.subtract(x, np.max(x, axis=axis, keepdims=True))
     np.exp(e, out=e)
     if normalize:
         e /= np.sum(e, axis=axis, keepdims=True)
+        if flush > 0:
+            np.copyto(e, 0, where=e <= flush)
     return e
+
+
+def outer(a: Any, b: Any, *, xp: Any) -> Any:
+    """``einsum``: one product per element like the generic broadcast, 1.4-1.6x faster on float rows of
+    tens to hundreds of elements (fewer per-row dispatches than the broadcasting ``multiply``)."""
+    import numpy as np
+
+    if a.dtype != b.dtype or a.dtype.kind != "f":
+        return _generic.outer(a, b, xp=xp)
+    return np.einsum("...i,...j->...ij", a, b)
 
 
 def blockwise(op: str, kernel: Any, /, *arrays: Any, xp: Any, **params: Any) -> Any:
@@ -64,5 +76,6 @@ HOOKS = dataclasses.replace(
     expand=expand,
     block_elements=block_elements,
     softmax=softmax,
+    outer=outer,
     blockwise=blockwise,
 )

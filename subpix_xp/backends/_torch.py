@@ -108,14 +108,15 @@ def separable_filter(x: Any, kernel: tuple[float, ...], *, xp: Any) -> Any:
     return flat.reshape(*lead, h, w)
 
 
-def softmax(x: Any, axis: int, *, xp: Any, normalize: bool = True) -> Any:
+def softmax(x: Any, axis: int, *, xp: Any, normalize: bool = True, flush: float = 0.0) -> Any:
     """``torch.softmax`` (normalised either way): one fused pass, faster than ``exp`` alone and with
-    no subnormal slow path."""
+    no subnormal slow path; the flush is ``torch.threshold`` (one pass; ``where`` takes six times longer)."""
     import torch
 
     if x.dtype not in (torch.float32, torch.float64) or x.numel() == 0:
-        return _generic.softmax(x, axis, xp=xp, normalize=normalize)
-    return torch.softmax(x, dim=axis)
+        return _generic.softmax(x, axis, xp=xp, normalize=normalize, flush=flush)
+    weights = torch.softmax(x, dim=axis)
+    return torch.threshold(weights, flush, 0.0) if flush > 0 else weights
 
 
 # About 1 MiB of float32 per temporary: in the L2/L3 caches, and large enough that the per-op cost
