@@ -203,9 +203,10 @@ def render_gaussian2d(mean: Array, std: Array, size: tuple[int, int], normalized
 
     Each axis is a softmax of ``-(t - mu)**2 / (2 sigma**2)`` over the grid, so a mean far off the
     grid still gives a finite heatmap (its mass on the nearest border) and finite gradients.
-    Per-axis weights at or below ``sqrt(finfo.smallest_normal)`` (float32: 1.1e-19; float64: 1.5e-154)
-    are set to 0, so the heatmap holds no subnormal numbers (kornia's may; the values differ by at
-    most that floor).
+    Per-axis weights at or below ``sqrt(finfo.smallest_normal)`` of the compute dtype (float32:
+    1.1e-19; float64: 1.5e-154) are set to 0, so no product is a subnormal number (kornia's heatmap
+    may hold them; the values differ by at most that floor). Half-precision inputs are computed in
+    float32 and the heatmap cast back.
 
     Parameters
     ----------
