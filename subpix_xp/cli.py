@@ -2,9 +2,17 @@
 
 ``subpix-xp detect IMAGES...`` runs :func:`subpix_xp.detect_blobs` on PNG, JPEG, TIFF (8 or 16
 bit; Pillow and, for TIFF, tifffile) or ``.npy`` files, directories and globs, on the array library
-chosen with ``--backend``, and writes the keypoints as CSV or JSON (``--out``) and overlays
-(``--plot``, matplotlib). A file that cannot be read is reported and skipped; the batch goes on,
-and the exit status is 1 if anything was skipped.
+chosen with ``--backend``, and writes the keypoints as CSV, JSON Lines or JSON (``--out``; without
+it, CSV on standard output) and overlays (``--plot``, matplotlib). A file that cannot be read, or on
+which detection fails, is reported in one line and skipped; the batch goes on, and the exit status
+is 1 if anything was skipped.
+
+Outputs are checked before the first image is read (exit status 3 if one cannot be written). The
+keypoints of each image are written as soon as it finishes, to ``OUT.partial`` next to ``OUT``,
+which is renamed onto ``OUT`` when the batch completes; an ``OUT`` from an earlier run is removed
+when the batch starts, so an ``OUT`` that exists is always a complete run's. On Ctrl-C (exit status
+130) or a failed write (disk full: exit status 3) ``OUT.partial`` is kept with the rows of every
+finished image and a last line saying it is incomplete.
 
 ``subpix-xp demo`` (also ``subpix-xp detect`` without files) renders a synthetic scene with known
 sub-pixel blob centres, detects them on every installed backend (and with OpenCV SIFT when
@@ -15,6 +23,7 @@ Only NumPy is needed for it; matplotlib only for ``--plot``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import functools
 import glob
@@ -22,8 +31,13 @@ import io
 import json
 import math
 import os
+import signal
 import sys
+import tempfile
+import threading
 import time
+import traceback
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,16 +45,40 @@ from typing import Any
 import numpy as np
 
 from ._detect import detect_blobs
+from ._libraries import LIBRARY_NAMES, Library, LibraryUnavailable, load_library
 from ._scene import Scene, locking_statistics, match_blobs, render_scene
 
 __all__ = ["main", "read_image"]
 
 PROG = "subpix-xp"
-BACKENDS = ("numpy", "torch", "torch_cuda", "jax", "cupy")
+# Every library of subpix_xp._libraries but Dask: detect_blobs needs in-memory arrays (its top-K).
+BACKENDS = tuple(name for name in LIBRARY_NAMES if name != "dask")
+# The demo's default rows: the in-memory libraries people run (array_api_strict only when named).
+DEMO_BACKENDS = tuple(name for name in BACKENDS if name != "array_api_strict")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pgm", ".ppm", ".pnm", ".webp", ".npy")
 FIELDS = ("x", "y", "scale", "response", "bright")
+CSV_COLUMNS = ("file", "rank", "x", "y", "scale", "response", "polarity")
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "json"}
 _INSTALL_HINT = "pip install 'subpix_xp[cli]'"
 _GLOB_CHARS = set("*?[")
+DEBUG_ENV = "SUBPIX_XP_DEBUG"
+
+# Exit status of the command line.
+EXIT_OK, EXIT_SKIPPED, EXIT_USAGE, EXIT_OUTPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_CODES_HELP = """\
+exit status:
+  0    every input processed, every output written
+  1    some inputs skipped (unreadable, or detection failed on them: one line each on stderr)
+  2    usage error (bad option or value, unknown or unavailable backend, missing reader)
+  3    an output cannot be written: --out/--plot checked before the first image, or a write
+       failed during the batch (disk full); finished rows stay in OUT.partial
+  4    internal error (a bug: rerun with --debug and report the traceback)
+  130  interrupted (Ctrl-C); finished rows stay in OUT.partial, marked incomplete"""
+OUTPUT_HELP = """\
+output: without --out (or with --out -) the keypoints go to standard output as CSV (header once,
+one row per keypoint, a 'file' column), progress and messages to stderr. With --out OUT, rows are
+written as each image finishes to OUT.partial (JSON output: as JSON Lines) and OUT.partial is
+renamed onto OUT when the batch completes; an earlier OUT is removed when the batch starts."""
 
 # Targets of the demo (issue 6): share of blobs found, median and 95th-percentile error in pixels.
 TARGET_FOUND, TARGET_MEDIAN, TARGET_P95 = 0.95, 0.05, 0.15
@@ -50,47 +88,69 @@ class CliError(Exception):
     """A problem with the command line or the environment, reported as one line (exit status 2)."""
 
 
+class OutputError(Exception):
+    """An output that cannot be written, reported as one line (exit status 3)."""
+
+
+def _reason(exc: BaseException) -> str:
+    """One line saying what went wrong: ``OSError`` by its ``strerror``, others by type and message."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
 # ---------------------------------------------------------------------------------------------
 # Backends
 
 
 class Runner:
-    """Runs :func:`detect_blobs` on one array library: NumPy in, NumPy out.
+    """Runs :func:`detect_blobs` on one array library: NumPy ``(B, C, H, W)`` in, NumPy fields out.
 
-    JAX calls go through ``jax.jit`` (one compilation per image shape and setting), so the timing
-    of the second call on a shape is the steady state.
+    Where the library compiles (JAX: ``jax.jit``, ahead of time), each image shape, dtype and
+    setting is compiled once and the compiled function is reused for every image of that shape;
+    the :attr:`CACHE_SIZE` most recently used ones are kept. :attr:`compile_seconds` is the time
+    the last call spent compiling (0 when it reused a compiled function).
     """
 
+    CACHE_SIZE = 8
+
     def __init__(self, name: str) -> None:
-        from .testing import BackendUnavailable, get_backend
-
         try:
-            self.backend = get_backend(name)
-        except BackendUnavailable as exc:
+            self.library: Library = load_library(name)
+        except LibraryUnavailable as exc:
             raise CliError(f"backend {name!r} is not available: {exc}") from None
+        except ValueError:
+            raise CliError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}") from None
         self.name = name
-        self._compiled: dict[tuple[tuple[str, Any], ...], Callable[..., Any]] = {}
+        self.compile_seconds = 0.0
+        self._compiled: OrderedDict[tuple[Any, ...], Callable[..., Any]] = OrderedDict()
 
-    def _function(self, options: dict[str, Any]) -> Callable[..., Any]:
-        key = tuple(sorted(options.items()))
-        if key not in self._compiled:
-            fn: Callable[..., Any] = functools.partial(detect_blobs, **options)
-            if self.name == "jax":
-                import jax
-
-                fn = jax.jit(fn)
-            self._compiled[key] = fn
-        return self._compiled[key]
+    def _function(self, x: Any, options: dict[str, Any]) -> Callable[..., Any]:
+        key = (tuple(x.shape), str(x.dtype), tuple(sorted(options.items())))
+        self.compile_seconds = 0.0
+        if key in self._compiled:
+            self._compiled.move_to_end(key)
+            return self._compiled[key]
+        fn: Callable[..., Any] = functools.partial(detect_blobs, **options)
+        if self.library.compile is not None:
+            start = time.perf_counter()
+            fn = self.library.compile(fn, x)
+            self.compile_seconds = time.perf_counter() - start
+        self._compiled[key] = fn
+        if len(self._compiled) > self.CACHE_SIZE:
+            self._compiled.popitem(last=False)
+        return fn
 
     def __call__(self, image: np.ndarray, **options: Any) -> dict[str, np.ndarray]:
         """Detect in ``image`` ``(B, C, H, W)``; every field comes back as NumPy ``(B, K)``."""
-        blobs = self._function(options)(self.backend.asarray(image))
-        out = {name: self.backend.to_numpy(getattr(blobs, name)) for name in (*FIELDS, "valid")}
-        return out
+        x = self.library.asarray(image)
+        blobs = self._function(x, options)(x)
+        return {name: self.library.to_numpy(getattr(blobs, name)) for name in (*FIELDS, "valid")}
 
     @property
     def label(self) -> str:
-        version = _version(self.name.split("_")[0])
+        version = _version(self.name.split("_")[0] if self.name.startswith("torch") else self.name)
         return f"{self.name} {version}" if version else self.name
 
 
@@ -209,9 +269,7 @@ def expand_inputs(specs: Sequence[str]) -> tuple[list[Path], list[tuple[str, str
 def _progress(items: Sequence[Path], enabled: bool) -> tuple[Iterable[Path], Callable[[str], None]]:
     """A progress bar over ``items`` on stderr (tqdm when installed) and a matching ``print``."""
 
-    def say(message: str) -> None:
-        print(message, file=sys.stderr)
-
+    say = _say
     if not enabled or len(items) < 2:
         return items, say
     try:
@@ -230,6 +288,241 @@ def _plain_progress(items: Sequence[Path]) -> Iterator[Path]:
         yield item
     if interactive:
         print(file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking outputs before the batch
+
+
+def _ensure_folder(folder: Path, what: str) -> None:
+    """Create ``folder`` (and its parents) or raise :class:`OutputError` saying why it cannot be."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise OutputError(f"{what}: {existing} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{what}: cannot create the folder {folder} ({_reason(exc)})") from None
+
+
+def _check_folder_writable(folder: Path, what: str) -> None:
+    """Create ``folder`` if needed and write a scratch file in it (``os.access`` says yes to root)."""
+    _ensure_folder(folder, what)
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix=".subpix-xp-check-"):
+            pass
+    except OSError as exc:
+        raise OutputError(f"{what}: cannot write in the folder {folder} ({_reason(exc)})") from None
+
+
+def _check_file_target(path: Path, what: str) -> None:
+    """``path`` can be (re)written as a file: not a folder, in a folder that can be written."""
+    if path.is_dir():
+        raise OutputError(f"{what}: {path} is a folder; give a file name")
+    _check_folder_writable(path.parent, what)
+
+
+def _plot_target(plot: str, n_files: int) -> tuple[Path, bool]:
+    """Where ``--plot`` writes, checked: one PNG (single input, ``.png`` suffix) or a folder."""
+    path = Path(plot)
+    if path.suffix.lower() == ".png":
+        if n_files > 1:
+            raise CliError("--plot names one PNG file but there are several images; give a folder instead")
+        _check_file_target(path, f"--plot {plot}")
+        return path, False
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"--plot {plot}: is a file, not a folder (a single overlay needs a .png name)")
+    _check_folder_writable(path, f"--plot {plot}")
+    return path, True
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing keypoints as each image finishes
+
+
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """Hold Ctrl-C until the block is done, so that no file is left with half a record."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+    if caught and previous is not signal.SIG_IGN:
+        if callable(previous):
+            previous(signal.SIGINT, None)
+        else:
+            raise KeyboardInterrupt
+
+
+class KeypointWriter:
+    """Writes the keypoints of each image as it finishes, so that finished work is never lost.
+
+    To a file ``OUT``: records go to ``OUT.partial`` (in ``OUT``'s folder; JSON output as JSON
+    Lines there), one unbuffered write per image, and :meth:`finish` renames it onto ``OUT`` (JSON:
+    writes the document to a scratch file, then renames that). An earlier ``OUT`` is removed by
+    :meth:`open`. :meth:`abandon` (Ctrl-C, a failed write) keeps ``OUT.partial`` with a last line
+    saying it is incomplete. A failed write is cut back to the last complete image. To standard
+    output (``"-"``), a device or a FIFO, records are written directly (JSON: at the end).
+    """
+
+    def __init__(self, out: str, fmt: str, meta: dict[str, Any]) -> None:
+        self.out, self.fmt, self.meta = out, fmt, meta
+        self.target = None if out == "-" else Path(out)
+        self.direct = self.target is None or (self.target.exists() and not self.target.is_file())
+        self.partial = None if self.direct else self.target.with_name(self.target.name + ".partial")
+        self.images: list[dict[str, Any]] = []
+        self.skipped: list[dict[str, str]] = []
+        self.done = 0
+        self._file: io.FileIO | None = None
+        self._size = 0  # bytes of complete records in the file
+
+    @property
+    def where(self) -> str:
+        return "standard output" if self.target is None else str(self.partial or self.target)
+
+    def open(self) -> None:
+        """Create the output (before the batch); raises :class:`OutputError` if it cannot be written."""
+        if self.target is not None:
+            what = f"--out {self.out}"
+            if self.target.is_dir():
+                raise OutputError(f"{what}: is a folder; give a file name such as {self.target / 'keypoints.csv'}")
+            _ensure_folder(self.target.parent, what)
+            path = self.partial or self.target
+            try:
+                self._file = io.FileIO(path, "w")
+            except OSError as exc:
+                raise OutputError(f"{what}: cannot write {path} ({_reason(exc)})") from None
+            if self.partial is not None and self.target.exists():
+                try:
+                    self.target.unlink()  # an earlier run's output must not look like this run's
+                except OSError as exc:
+                    raise OutputError(f"{what}: cannot replace the existing file ({_reason(exc)})") from None
+        if self.fmt == "csv":
+            self._write(",".join(CSV_COLUMNS) + "\n")
+        elif self.fmt == "jsonl" or self._file is not None:
+            self._write(json.dumps(self.meta) + "\n")
+
+    def add(self, item: dict[str, Any]) -> None:
+        """Write the keypoints of one finished image."""
+        if self.fmt == "csv":
+            buffer = io.StringIO()
+            writer = csv.writer(buffer, lineterminator="\n")
+            for rank, row in enumerate(item["keypoints"]):
+                writer.writerow([item["file"], rank, row["x"], row["y"], row["scale"], row["response"],
+                                 row["polarity"]])
+            self._write(buffer.getvalue())
+        else:
+            self._write_json_line(item)
+        if self.fmt == "json":
+            self.images.append(item)
+        self.done += 1
+
+    def skip(self, file: str, reason: str) -> None:
+        """Record a skipped input (JSON outputs list them; CSV has only the stderr line)."""
+        self.skipped.append({"file": file, "error": reason})
+        if self.fmt != "csv":
+            self._write_json_line(self.skipped[-1])
+
+    def _write_json_line(self, record: dict[str, Any]) -> None:
+        if self.fmt == "jsonl" or self._file is not None:  # JSON to standard output: at the end
+            self._write(json.dumps(record) + "\n")
+
+    def _write(self, text: str) -> None:
+        with _sigint_held():
+            try:
+                self._emit(text)
+            except OSError as exc:
+                raise OutputError(f"cannot write {self.where} ({_reason(exc)})") from None
+
+    def _emit(self, text: str) -> None:
+        if self._file is None:
+            try:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+            except OSError:
+                _silence_stdout()
+                raise
+            return
+        raw = text.encode("utf-8")
+        data = memoryview(raw)
+        try:
+            while data:
+                data = data[self._file.write(data) or 0:]
+        except OSError:
+            if not self.direct:  # cut back to the last complete record
+                with contextlib.suppress(OSError):
+                    self._file.truncate(self._size)
+                    self._file.seek(self._size)
+            raise
+        self._size += len(raw)
+
+    def _document(self, **extra: Any) -> str:
+        return json.dumps({**self.meta, "images": self.images, "skipped": self.skipped, **extra}, indent=1) + "\n"
+
+    def finish(self) -> None:
+        """Complete the output: rename ``OUT.partial`` onto ``OUT`` (JSON: write the document)."""
+        if self.fmt == "json" and self._file is None:
+            self._write(self._document())
+        if self._file is None:
+            return
+        with _sigint_held():
+            try:
+                self._complete()
+            except OSError as exc:
+                raise OutputError(f"cannot write {self.out} ({_reason(exc)})") from None
+
+    def _complete(self) -> None:
+        assert self._file is not None
+        if self.direct:
+            self._file.close()
+            return
+        assert self.partial is not None and self.target is not None
+        os.fsync(self._file.fileno())
+        self._file.close()
+        if self.fmt != "json":
+            os.replace(self.partial, self.target)
+            return
+        fd, scratch = tempfile.mkstemp(dir=self.target.parent, prefix=f".{self.target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(self._document())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(scratch, self.target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(scratch)
+            raise
+        self.partial.unlink()
+
+    def abandon(self, reason: str, total: int) -> str:
+        """Stop: keep what was written, marked incomplete; returns where the finished rows are."""
+        note = f"incomplete: {reason}; keypoints of {self.done} of {total} image(s)"
+        with _sigint_held(), contextlib.suppress(OSError, OutputError):
+            if self.fmt == "csv":
+                self._emit(f"# {note}\n")
+            elif self.fmt == "jsonl" or self._file is not None:
+                self._emit(json.dumps({"incomplete": note, "images_done": self.done, "images_total": total}) + "\n")
+            else:  # JSON to standard output: the document so far, marked
+                self._emit(self._document(incomplete=note))
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+        return self.where
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null once it fails (a closed pipe), so exiting prints nothing."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,32 +557,24 @@ def _rows(result: dict[str, np.ndarray], index: int = 0) -> list[dict[str, Any]]
 def _output_format(out: str, fmt: str | None) -> str:
     if fmt:
         return fmt
-    suffix = Path(out).suffix.lower()
-    if suffix in (".csv", ".json"):
-        return suffix[1:]
     if out == "-":
         return "csv"
-    raise CliError(f"cannot tell the format of --out {out!r} from its suffix; use .csv or .json, or --format")
+    suffix = Path(out).suffix.lower()
+    if suffix in FORMATS:
+        return FORMATS[suffix]
+    raise CliError(f"cannot tell the format of --out {out!r} from its suffix; use .csv, .jsonl or .json, or --format")
 
 
-def _write_results(out: str, fmt: str, results: list[dict[str, Any]], skipped: list[tuple[str, str]],
-                   meta: dict[str, Any]) -> None:
-    buffer = io.StringIO()
-    if fmt == "csv":
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["file", "rank", "x", "y", "scale", "response", "polarity"])
-        for item in results:
-            for rank, row in enumerate(item["keypoints"]):
-                writer.writerow([item["file"], rank, row["x"], row["y"], row["scale"], row["response"], row["polarity"]])
-    else:
-        payload = {**meta, "images": results, "skipped": [{"file": f, "error": e} for f, e in skipped]}
-        json.dump(payload, buffer, indent=1)
-        buffer.write("\n")
-    if out == "-":
-        sys.stdout.write(buffer.getvalue())
-    else:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(buffer.getvalue(), encoding="utf-8")
+def as_batch(image: np.ndarray, dtype: str) -> np.ndarray:
+    """An ``(H, W)`` or ``(H, W, 3)`` image from :func:`read_image` as ``(1, 1, H, W)`` grey in ``dtype``.
+
+    Colour channels are averaged (as :func:`detect_blobs` does with channels), in float64.
+
+    >>> as_batch(np.ones((2, 3, 3), dtype=np.float32), "float32").shape
+    (1, 1, 2, 3)
+    """
+    grey = image if image.ndim == 2 else image.mean(axis=-1, dtype=np.float64)
+    return np.ascontiguousarray(grey, dtype=dtype)[None, None]
 
 
 def _unique(folder: Path, source: Path, used: set[str]) -> Path:
@@ -301,22 +586,10 @@ def _unique(folder: Path, source: Path, used: set[str]) -> Path:
     return folder / name
 
 
-def _plot_target(plot: str, n_files: int) -> tuple[Path, bool]:
-    """Where ``--plot`` writes: one PNG (single input, ``.png`` suffix) or a directory."""
-    path = Path(plot)
-    if path.suffix.lower() == ".png":
-        if n_files > 1:
-            raise CliError("--plot names one PNG file but there are several images; give a directory instead")
-        return path, False
-    return path, True
-
-
 def _set_threads(threads: int | None) -> None:
     """Set PyTorch's CPU thread count, when asked and when PyTorch is installed."""
     if threads is None:
         return
-    if threads < 1:
-        raise CliError(f"--threads must be at least 1; got {threads}")
     try:
         import torch
     except ImportError:
@@ -332,6 +605,22 @@ def _torch_threads() -> str:
     return f"; PyTorch CPU threads: {torch.get_num_threads()}"
 
 
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _debugging(args: argparse.Namespace | None = None) -> bool:
+    return bool(getattr(args, "debug", False)) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def _check_inputs_not_outputs(files: Sequence[Path], out: str) -> None:
+    if out == "-":
+        return
+    target = Path(out).resolve()
+    if any(f.resolve() == target for f in files):
+        raise CliError(f"--out {out} is one of the input images; choose another file")
+
+
 def cmd_detect(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     if not args.images:
@@ -342,47 +631,85 @@ def cmd_detect(args: argparse.Namespace) -> int:
         return cmd_demo(args)
     if args.plot:
         _require_matplotlib()
-    fmt = _output_format(args.out, args.format) if args.out else None
-    files, skipped = expand_inputs(args.images)
+    out = args.out or "-"
+    if out != "-" and Path(out).is_dir():
+        raise OutputError(f"--out {out}: is a folder; give a file name such as {Path(out) / 'keypoints.csv'}")
+    fmt = _output_format(out, args.format)
+    files, missing = expand_inputs(args.images)
+    _check_inputs_not_outputs(files, out)
     runner = Runner(args.backend)
+    if args.dtype == "float64" and not runner.library.float64:
+        raise CliError(f"--dtype float64: backend {args.backend!r} computes no float64 here"
+                       + (" (set JAX_ENABLE_X64=1)" if args.backend == "jax" else ""))
     options = _detect_options(args)
-    plot_path, plot_dir = _plot_target(args.plot, len(files)) if args.plot else (None, False)
-    results: list[dict[str, Any]] = []
-    used_names: set[str] = set()
-    summary_to = sys.stderr if args.out == "-" else sys.stdout
+    # Every output is checked (and created) before the first image is read.
+    plot = _plot_target(args.plot, len(files)) if args.plot else None
+    writer = KeypointWriter(out, fmt, {"backend": runner.label, "num_features": args.num_features,
+                                       "options": options})
+    writer.open()
+    try:
+        skipped = _run_batch(args, files, missing, runner, options, writer, plot)
+        writer.finish()
+    except KeyboardInterrupt:
+        where = writer.abandon("interrupted", len(files))
+        written = f"; {args.out} was not written" if args.out and args.out != "-" and not writer.direct else ""
+        _say(f"{PROG}: interrupted after {writer.done} of {len(files)} image(s); their keypoints are in "
+             f"{where}{' (marked incomplete)' if writer.partial else ''}{written}")
+        return EXIT_INTERRUPTED
+    except OutputError as exc:
+        where = writer.abandon(f"write failed ({exc})", len(files))
+        _say(f"{PROG}: error: {exc}; stopped after {writer.done} of {len(files)} image(s), their keypoints "
+             f"are in {where}")
+        return EXIT_OUTPUT
+    except BaseException:
+        writer.abandon("stopped by an error", len(files))
+        raise
+    _say(f"{PROG}: {writer.done} image(s) processed, {skipped} skipped" +
+         (f"; keypoints written to {args.out}" if args.out and args.out != "-" else ""))
+    return EXIT_SKIPPED if skipped else EXIT_OK
+
+
+def _run_batch(args: argparse.Namespace, files: Sequence[Path], missing: Sequence[tuple[str, str]], runner: Runner,
+               options: dict[str, Any], writer: KeypointWriter, plot: tuple[Path, bool] | None) -> int:
+    """Detect in every file, writing as each finishes; returns how many inputs were skipped."""
     items, say = _progress(files, not args.quiet)
-    for problem in skipped:
-        say(f"{PROG}: skipped {problem[0]}: {problem[1]}")
+    debug = _debugging(args)
+
+    def skip(file: str, reason: str) -> None:
+        say(f"{PROG}: skipped {file}: {reason}")
+        writer.skip(file, reason)
+
+    for spec, reason in missing:
+        skip(spec, reason)
+    used_names: set[str] = set()
     for path in items:
         try:
             image = read_image(path)
         except CliError:
             raise
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            skipped.append((str(path), f"cannot read the image ({reason})"))
-            say(f"{PROG}: skipped {path}: cannot read the image ({reason})")
+            skip(str(path), f"cannot read the image ({_reason(exc)})")
             continue
-        batch = (image[None, None] if image.ndim == 2 else np.moveaxis(image, -1, 0)[None]).astype(args.dtype)
         start = time.perf_counter()
-        result = runner(batch, **options)
+        try:
+            result = runner(as_batch(image, args.dtype), **options)
+        except Exception as exc:
+            if debug:
+                traceback.print_exc()
+            skip(str(path), f"detection failed ({_reason(exc)})")
+            continue
         elapsed = time.perf_counter() - start
         rows = _rows(result)
-        results.append({"file": str(path), "height": int(image.shape[0]), "width": int(image.shape[1]),
-                        "count": len(rows), "seconds": round(elapsed, 4), "keypoints": rows})
+        writer.add({"file": str(path), "height": int(image.shape[0]), "width": int(image.shape[1]),
+                    "count": len(rows), "seconds": round(elapsed, 4), "keypoints": rows})
         if not args.quiet:
-            say_to = say if summary_to is sys.stderr else (lambda m: print(m, file=summary_to))
-            say_to(f"{path}: {len(rows)} blobs ({image.shape[1]}x{image.shape[0]}, {elapsed * 1e3:.0f} ms)")
-        if plot_path is not None:
-            target = _unique(plot_path, path, used_names) if plot_dir else plot_path
+            compiled = f", {runner.compile_seconds:.1f} s of it compiling" if runner.compile_seconds else ""
+            say(f"{path}: {len(rows)} blobs ({image.shape[1]}x{image.shape[0]}, {elapsed * 1e3:.0f} ms{compiled})")
+        if plot is not None:
+            target = _unique(plot[0], path, used_names) if plot[1] else plot[0]
             plot_overlay(image if image.ndim == 2 else image.mean(axis=-1), result, target,
                          title=f"{path.name}: {len(rows)} blobs (orange: bright, cyan: dark)")
-    if fmt:
-        meta = {"backend": runner.label, "num_features": args.num_features, "options": options}
-        _write_results(args.out, fmt, results, skipped, meta)
-    print(f"{PROG}: {len(results)} image(s) processed, {len(skipped)} skipped" +
-          (f"; keypoints written to {args.out}" if args.out and args.out != "-" else ""), file=sys.stderr)
-    return 1 if skipped else 0
+    return len(writer.skipped)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -457,9 +784,23 @@ def plot_overlay(image: np.ndarray, result: dict[str, np.ndarray], path: Path, *
         zoom.legend(loc="lower right", fontsize=8, framealpha=0.8)
         ax.add_patch(_rectangle(cx - half, cy - half, 2 * half, 2 * half))
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save_figure(fig, path)
+
+
+def _save_figure(fig: Any, path: Path) -> None:
+    """Write ``fig`` as PNG to a scratch name next to ``path``, then rename it (no half-written plots)."""
+    plt = _require_matplotlib()
+    scratch = path.with_name(f".{path.name}.partial")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(scratch, dpi=110, format="png")
+        os.replace(scratch, path)
+    except OSError as exc:
+        raise OutputError(f"cannot write the plot {path} ({_reason(exc)})") from None
+    finally:
+        plt.close(fig)
+        with contextlib.suppress(OSError):
+            scratch.unlink(missing_ok=True)
 
 
 def _rectangle(x: float, y: float, w: float, h: float) -> Any:
@@ -501,9 +842,7 @@ def plot_errors(rows: list[dict[str, Any]], path: Path) -> None:
     right.set_title("pixel locking (a pile-up at 0 and 1 means locking)", fontsize=9)
     right.legend(fontsize=7)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -512,18 +851,16 @@ def plot_errors(rows: list[dict[str, Any]], path: Path) -> None:
 
 def _available_backends(requested: str | None) -> tuple[list[str], list[str]]:
     """The demo's backends: those requested (all must load), or every installed one."""
-    from .testing import BackendUnavailable, get_backend
-
-    names = [n.strip() for n in requested.split(",") if n.strip()] if requested else list(BACKENDS)
+    names = [n.strip() for n in requested.split(",") if n.strip()] if requested else list(DEMO_BACKENDS)
     unknown = [n for n in names if n not in BACKENDS]
     if unknown:
         raise CliError(f"unknown backend(s) {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
     ok, missing = [], []
     for name in names:
         try:
-            get_backend(name)
+            load_library(name)
             ok.append(name)
-        except BackendUnavailable as exc:
+        except LibraryUnavailable as exc:
             if requested:
                 raise CliError(f"backend {name!r} is not available: {exc}") from None
             missing.append(name)
@@ -694,6 +1031,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.plot:
         _require_matplotlib()
     backends, missing = _available_backends(args.backends)
+    # Outputs are checked before the (long) run.
+    if args.json:
+        _check_file_target(Path(args.json), f"--json {args.json}")
+    if args.save_scene:
+        _check_file_target(Path(args.save_scene), f"--save-scene {args.save_scene}")
+    if args.plot:
+        _check_folder_writable(Path(args.plot), f"--plot {args.plot}")
     options = _detect_options(args)
     options.pop("num_features")
     scene, rows, result = run_demo(
@@ -708,8 +1052,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
                              "noise": scene.noise, "seed": scene.seed,
                              "crlb_median": float(np.median(scene.crlb()))},
                    "rows": [{k: v for k, v in r.items() if k not in ("errors", "per_blob")} for r in rows]}
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+        try:
+            Path(args.json).write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise OutputError(f"--json {args.json}: cannot write it ({_reason(exc)})") from None
     if args.save_scene:
         _save_scene(scene, Path(args.save_scene))
     if args.plot:
@@ -728,52 +1074,95 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _save_scene(scene: Scene, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".npy":
-        np.save(path, scene.image)
-        return
     try:
-        from PIL import Image
-    except ImportError:
-        raise CliError(f"--save-scene as {path.suffix or 'an image'} needs Pillow ({_INSTALL_HINT}); "
-                       "or give a .npy path") from None
-    Image.fromarray(scene.image).save(path)
+        if path.suffix.lower() == ".npy":
+            np.save(path, scene.image)
+            return
+        try:
+            from PIL import Image
+        except ImportError:
+            raise CliError(f"--save-scene as {path.suffix or 'an image'} needs Pillow ({_INSTALL_HINT}); "
+                           "or give a .npy path") from None
+        Image.fromarray(scene.image).save(path)
+    except OSError as exc:
+        raise OutputError(f"--save-scene {path}: cannot write it ({_reason(exc)})") from None
 
 
 # ---------------------------------------------------------------------------------------------
 # Command line
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (and exit status 2)."""
+
+    def error(self, message: str) -> Any:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _finite_float(text: str) -> float:
+    """An ``argparse`` type: a finite number (``nan`` and ``inf`` are usage errors, at parse time)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number; got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number; got {text!r}")
+    return value
+
+
+def _count(minimum: int) -> Callable[[str], int]:
+    """An ``argparse`` type: an integer of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer; got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}; got {value}")
+        return value
+
+    return parse
+
+
 def _add_detector_options(p: argparse.ArgumentParser, *, demo: bool) -> None:
-    p.add_argument("--num-features", "-n", type=int, default=None, metavar="K",
+    p.add_argument("--num-features", "-n", type=_count(0), default=None, metavar="K",
                    help="keypoints per image (default: " + ("twice the blobs in the scene)" if demo else
                                                          "500; the demo: twice its blobs)"))
-    p.add_argument("--threshold", type=float, default=None, help="minimum DoG response (default: none)")
+    p.add_argument("--threshold", type=_finite_float, default=None,
+                   help="minimum DoG response, a finite number (default: none)")
     p.add_argument("--no-refit", action="store_true",
                    help="keep the 3-D fit's centres (kornia's; spatial_refit=False)")
     p.add_argument("--single-scale-start", action="store_true",
                    help="do not upsample the image first (double_image=False; misses blobs below sigma ~2 px)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="compute dtype")
+    p.add_argument("--debug", action="store_true",
+                   help=f"show Python tracebacks of errors (also: {DEBUG_ENV}=1)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Multi-scale blob detection with sub-pixel centres on any Array API library.",
         epilog=f"'{PROG} demo' runs the built-in synthetic benchmark; "
-               f"'{PROG} detect IMAGES' detects blobs in your images.",
+               f"'{PROG} detect IMAGES' detects blobs in your images.\n\n{EXIT_CODES_HELP}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version('subpix_xp')}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     det = sub.add_parser("detect", help="detect blobs in image files (no files: run the demo)",
-                         description="Detect blobs in image files, directories or globs. Unreadable files "
-                                     "are reported and skipped; the exit status is then 1.")
+                         description="Detect blobs in image files, directories or globs. A file that cannot be "
+                                     "read, or on which detection fails, is reported in one line and skipped; "
+                                     "the exit status is then 1.",
+                         epilog=f"{OUTPUT_HELP}\n\n{EXIT_CODES_HELP}",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     det.add_argument("images", nargs="*", metavar="IMAGE",
                      help="image files (PNG, JPEG, TIFF incl. 16-bit, BMP, PNM, .npy), directories or globs")
     det.add_argument("--backend", "-b", choices=BACKENDS, default="numpy", help="array library (default: numpy)")
-    det.add_argument("--out", "-o", metavar="PATH", help="write keypoints to PATH (.csv or .json; '-': stdout)")
-    det.add_argument("--format", choices=("csv", "json"), help="output format (default: from --out's suffix)")
+    det.add_argument("--out", "-o", metavar="PATH",
+                     help="write keypoints to PATH (.csv, .jsonl or .json; default or '-': CSV on stdout)")
+    det.add_argument("--format", choices=("csv", "jsonl", "json"), help="output format (default: from --out's suffix)")
     det.add_argument("--plot", metavar="PATH",
                      help="write overlays: a .png file for one image, else a directory (IMAGE_blobs.png)")
     det.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no per-file lines")
@@ -784,9 +1173,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="detect blobs in a synthetic scene with known centres and report accuracy",
                           description="Render a deterministic synthetic scene with known sub-pixel blob centres, "
                                       "detect them on every installed backend (and OpenCV SIFT when installed) "
-                                      "and report found/missed, localisation error, pixel locking and time.")
+                                      "and report found/missed, localisation error, pixel locking and time.",
+                          epilog=f"{EXIT_CODES_HELP}\n  (demo --check: 1 when a subpix-xp row misses a target)",
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
     demo.add_argument("--backends", metavar="LIST",
-                      help=f"comma-separated backends (default: every installed one of {', '.join(BACKENDS)})")
+                      help=f"comma-separated backends of {', '.join(BACKENDS)} "
+                           f"(default: every installed one of {', '.join(DEMO_BACKENDS)})")
     demo.add_argument("--plot", metavar="DIR", help="write DIR/demo_overlay.png and DIR/demo_errors.png")
     demo.add_argument("--no-sift", action="store_true", help="leave out the OpenCV SIFT row")
     demo.add_argument("--check", action="store_true", help="exit with status 1 if a subpix-xp row misses a target")
@@ -799,10 +1191,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_demo_options(p: argparse.ArgumentParser, *, standalone: bool) -> None:
     group = p.add_argument_group("demo scene" if standalone else "demo (when no IMAGE is given)")
     group.add_argument("--seed", type=int, default=0, help="scene seed (default: 0)")
-    group.add_argument("--noise", type=float, default=0.005, help="noise std, 0..1 intensity (default: 0.005)")
-    group.add_argument("--repeat", type=int, default=2, help="timed runs after the first (default: 2)")
+    group.add_argument("--noise", type=_finite_float, default=0.005,
+                       help="noise std, 0..1 intensity (default: 0.005)")
+    group.add_argument("--repeat", type=_count(0), default=2, help="timed runs after the first (default: 2)")
     group.add_argument("--json", metavar="PATH", help="also write the report as JSON")
-    group.add_argument("--threads", type=int, default=None, metavar="N",
+    group.add_argument("--threads", type=_count(1), default=None, metavar="N",
                        help="PyTorch CPU threads (default: PyTorch's; 1 gives steadier timings on a busy machine)")
     group.add_argument("--save-scene", metavar="PATH", help="save the scene image (.png needs Pillow, or .npy)")
     if not standalone:
@@ -810,24 +1203,38 @@ def _add_demo_options(p: argparse.ArgumentParser, *, standalone: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``subpix-xp`` and ``python -m subpix_xp``; returns the exit status."""
+    """Entry point of ``subpix-xp`` and ``python -m subpix_xp``; returns the exit status.
+
+    Every error a user can cause is one line on stderr, no traceback (``--debug`` or
+    ``SUBPIX_XP_DEBUG=1`` shows them); the exit status is one of those in ``EXIT_CODES_HELP``.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # usage errors: argparse's message and exit status 2
     if args.command is None:
         parser.print_help()
-        return 0
-    if getattr(args, "num_features", None) is not None and args.num_features < 0:
-        parser.error("--num-features must be >= 0")
+        return EXIT_OK
     if args.command == "detect" and args.images and args.num_features is None:
         args.num_features = 500
     try:
         return int(args.func(args))
     except CliError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+        _report(args, f"error: {exc}")
+        return EXIT_USAGE
+    except OutputError as exc:
+        _report(args, f"error: {exc}")
+        return EXIT_OUTPUT
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+        _report(args, "interrupted")
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        _report(args, f"internal error: {_reason(exc)} (a bug: rerun with --debug and report the traceback)")
+        return EXIT_INTERNAL
+
+
+def _report(args: argparse.Namespace, message: str) -> None:
+    if _debugging(args):
+        traceback.print_exc()
+    _say(f"{PROG}: {message}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
 """Backends under test: one declaration that the test-suite and the conformance suite share.
 
-Each backend knows how to turn a NumPy array into its own array and back. The backends to run are
+Each backend (a :class:`subpix_xp._libraries.Library`, loaded through that module) knows how to
+turn a NumPy array into its own array and back. Two differ from the command line's: JAX runs with
+``jax_enable_x64`` switched on (process-wide) and Dask arrays are split into small chunks so that
+windows straddle chunk borders. The backends to run are
 chosen with the ``SUBPIX_XP_BACKENDS`` environment variable (comma-separated names); naming a
 backend that cannot be loaded is an error, while the default (all known backends) skips the
 missing ones with the reason.
@@ -27,6 +30,11 @@ from typing import Any
 
 import numpy as np
 
+from ._libraries import _LOADERS as _LIBRARY_LOADERS
+from ._libraries import Library as Backend
+from ._libraries import LibraryUnavailable as BackendUnavailable
+from ._libraries import _import, to_numpy
+
 __all__ = [
     "BACKEND_NAMES",
     "Backend",
@@ -40,78 +48,17 @@ __all__ = [
 ENV_VAR = "SUBPIX_XP_BACKENDS"
 
 
-class BackendUnavailable(RuntimeError):
-    """A backend's library (or its device) is not available here."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Backend:
-    """How to run a case on one array library: ``asarray`` from NumPy, ``to_numpy`` back."""
-
-    name: str
-    xp: Any
-    asarray: Callable[[Any], Any]
-    to_numpy: Callable[[Any], np.ndarray]
-    lazy: bool = False
-    float64: bool = True
-
-
-def to_numpy(x: Any) -> np.ndarray:
-    """Any supported array (or a tuple of them) as NumPy, computing lazy arrays."""
-    if isinstance(x, np.ndarray | np.generic):
-        return np.asarray(x)
-    module = type(x).__module__
-    if module.startswith("dask"):
-        return to_numpy(x.compute())
-    if module.startswith("torch"):
-        return x.detach().cpu().numpy()
-    if module.startswith("cupy"):
-        return x.get()
-    if module.startswith("array_api_strict"):
-        return np.from_dlpack(x)
-    return np.asarray(x)
-
-
-def _numpy() -> Backend:
-    return Backend("numpy", importlib.import_module("array_api_compat.numpy"), np.asarray, np.asarray)
-
-
-def _strict() -> Backend:
-    xps = _import("array_api_strict")
-    return Backend("array_api_strict", xps, lambda a: xps.asarray(np.asarray(a)), to_numpy)
-
-
-def _torch(device: str) -> Callable[[], Backend]:
-    def load() -> Backend:
-        torch = _import("torch")
-        if device == "cuda" and not torch.cuda.is_available():
-            raise BackendUnavailable("torch is installed but no CUDA device is available")
-        xp = importlib.import_module("array_api_compat.torch")
-        name = "torch" if device == "cpu" else "torch_cuda"
-        return Backend(name, xp, lambda a: torch.asarray(np.array(a), device=device), to_numpy)
-
-    return load
-
-
-def _cupy() -> Backend:
-    cupy = _import("cupy")
-    try:
-        cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:
-        raise BackendUnavailable(f"cupy is installed but no CUDA device is usable ({exc})") from None
-    return Backend("cupy", importlib.import_module("array_api_compat.cupy"), cupy.asarray, to_numpy)
-
-
 def _jax() -> Backend:
-    jax = _import("jax")
-    jax.config.update("jax_enable_x64", True)
-    jnp = importlib.import_module("jax.numpy")
-    return Backend("jax", jnp, jnp.asarray, to_numpy)
+    """JAX with float64 enabled (``jax_enable_x64``, process-wide): the suite checks both dtypes.
+
+    Only the test scaffolding switches it on; :mod:`subpix_xp._libraries` (the command line) never does.
+    """
+    _import("jax").config.update("jax_enable_x64", True)
+    return _LIBRARY_LOADERS["jax"]()
 
 
 def _dask() -> Backend:
     da = _import("dask.array")
-    xp = importlib.import_module("array_api_compat.dask.array")
 
     def chunked(a: Any) -> Any:
         a = np.asarray(a)
@@ -119,15 +66,15 @@ def _dask() -> Backend:
         chunks = tuple(max(1, (n + 1) // 2) if n > 2 else n for n in a.shape)
         return da.from_array(a, chunks=chunks)
 
-    return Backend("dask", xp, chunked, to_numpy, lazy=True)
+    return dataclasses.replace(_LIBRARY_LOADERS["dask"](), asarray=chunked)
 
 
 _LOADERS: dict[str, Callable[[], Backend]] = {
-    "numpy": _numpy,
-    "array_api_strict": _strict,
-    "torch": _torch("cpu"),
-    "torch_cuda": _torch("cuda"),
-    "cupy": _cupy,
+    "numpy": _LIBRARY_LOADERS["numpy"],
+    "array_api_strict": _LIBRARY_LOADERS["array_api_strict"],
+    "torch": _LIBRARY_LOADERS["torch"],
+    "torch_cuda": _LIBRARY_LOADERS["torch_cuda"],
+    "cupy": _LIBRARY_LOADERS["cupy"],
     "jax": _jax,
     "dask": _dask,
 }
@@ -187,13 +134,6 @@ def _module_backend(spec: str) -> Backend:
         lazy=array_api_compat.is_lazy_array(probe),
         float64=hasattr(xp, "float64"),
     )
-
-
-def _import(name: str) -> Any:
-    try:
-        return importlib.import_module(name)
-    except ImportError as exc:
-        raise BackendUnavailable(f"{name} is not installed ({exc})") from None
 
 
 def get_backend(name: str) -> Backend:

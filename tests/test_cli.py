@@ -1,26 +1,41 @@
-"""The ``subpix-xp`` command line, run in a subprocess on temporary files."""
+"""The ``subpix-xp`` command line, run in a subprocess on temporary files.
+
+The subprocesses import this checkout's ``subpix_xp`` (its root is put first on ``PYTHONPATH``).
+"""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from subpix_xp import cli
+from subpix_xp._libraries import load_library
 from subpix_xp._scene import render_scene
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_cli(*args: str, cwd: Path, command: tuple[str, ...] = (sys.executable, "-m", "subpix_xp")):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-    return subprocess.run([*command, *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
+def cli_env() -> dict[str, str]:
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1",
+            "MPLBACKEND": "Agg"}
+
+
+def run_cli(*args: str, cwd: Path, command: tuple[str, ...] = (sys.executable, "-m", "subpix_xp"), **kwargs):
+    return subprocess.run([*command, *args], cwd=cwd, env=cli_env(), capture_output=True, text=True, check=False,
+                          **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +111,7 @@ def test_unmatched_glob_and_unknown_suffix(tmp_path):
     assert "no file matches" in result.stderr and "Traceback" not in result.stderr
     assert json.loads((tmp_path / "kp.json").read_text())["images"] == []
     result = run_cli("detect", "x.png", "--out", str(tmp_path / "kp.txt"), cwd=tmp_path)
-    assert result.returncode == 2 and "use .csv or .json" in result.stderr
+    assert result.returncode == 2 and "use .csv, .jsonl or .json" in result.stderr
 
 
 def test_torch_backend(images, tmp_path):
@@ -151,3 +166,278 @@ def test_console_script_and_help(tmp_path):
     assert "--backend" in result.stdout and "--num-features" in result.stdout
     result = run_cli("demo", "--backends", "nonsense", cwd=tmp_path, command=(script,))
     assert result.returncode == 2 and "unknown backend" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Outputs, interruption, errors and exit codes (issue 12, point 2)
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    """40 small PNGs of synthetic blobs, named in processing order."""
+    pil = pytest.importorskip("PIL.Image", reason="the image-file tests need Pillow (the 'cli' extra)")
+    folder = tmp_path_factory.mktemp("batch")
+    for i in range(40):
+        pil.fromarray(render_scene(height=160, width=192, seed=100 + i).image).save(folder / f"img{i:02d}.png")
+    return folder, sorted(folder.iterdir())
+
+
+def _one_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+def _csv_rows(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(line for line in text.splitlines(keepends=True) if not line.startswith("#")))
+
+
+def _reference_rows(path: Path, n: int) -> list[dict[str, str]]:
+    """What the CLI writes for ``path`` with ``-n n``, computed in this process."""
+    runner = cli.Runner("numpy")
+    rows = cli._rows(runner(cli.as_batch(cli.read_image(path), "float32"), num_features=n))
+    return [{"file": str(path), "rank": str(rank), **{k: str(v) for k, v in row.items()}}
+            for rank, row in enumerate(rows)]
+
+
+def _read_only_folder(tmp_path: Path) -> Path:
+    """A folder this process cannot write in (root writes anywhere chmod forbids: use sysfs then)."""
+    if os.geteuid() != 0:
+        folder = tmp_path / "read_only"
+        folder.mkdir()
+        folder.chmod(0o500)
+        return folder
+    sysfs = Path("/sys")
+    try:
+        (sysfs / "subpix-xp-probe").touch()
+    except OSError:
+        return sysfs
+    pytest.skip("running as root and /sys is writable: no folder here refuses writes")
+
+
+@pytest.mark.parametrize("kind", ["folder", "under_a_file", "read_only"])
+def test_unwritable_out_is_reported_before_the_batch(batch, tmp_path, kind):
+    files = batch[1]
+    (tmp_path / "a_file").write_text("not a folder")
+    out = {"folder": tmp_path, "under_a_file": tmp_path / "a_file" / "sub" / "kp.csv",
+           "read_only": _read_only_folder(tmp_path) / "kp.csv"}[kind]
+    # Not --quiet: a detected image would print a line of its own.
+    result = run_cli("detect", str(files[0]), str(tmp_path / "corrupt.png"), "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    line = _one_line(result.stderr)
+    assert line.startswith(f"subpix-xp: error: --out {out}") and "skipped" not in line
+    assert result.stdout == ""
+    assert not list(tmp_path.glob("**/*.partial"))
+
+
+@pytest.mark.parametrize("kind", ["a_file", "read_only"])
+def test_unwritable_plot_folder_is_reported_before_the_batch(batch, tmp_path, kind):
+    pytest.importorskip("matplotlib")
+    files = batch[1]
+    (tmp_path / "a_file").write_text("not a folder")
+    plot = {"a_file": tmp_path / "a_file", "read_only": _read_only_folder(tmp_path) / "plots"}[kind]
+    out = tmp_path / "kp.csv"
+    result = run_cli("detect", str(files[0]), str(files[1]), "--out", str(out), "--plot", str(plot), cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    assert _one_line(result.stderr).startswith(f"subpix-xp: error: --plot {plot}")
+    assert not out.exists() and not Path(f"{out}.partial").exists()
+
+
+def _finished_files(partial: Path) -> list[str]:
+    """Files whose rows are complete in ``partial`` while it is being written (all but the last seen)."""
+    try:
+        text = partial.read_text()
+    except FileNotFoundError:
+        return []
+    complete = text[: text.rfind("\n") + 1]
+    names = list(dict.fromkeys(row["file"] for row in _csv_rows(complete)))
+    return names[:-1]
+
+
+def _restore_sigint() -> None:  # the test runner may run with SIGINT ignored, which children inherit
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_sigint_half_way_keeps_every_finished_image(batch, tmp_path):
+    folder, files = batch
+    out = tmp_path / "kp.csv"
+    out.write_text("file,rank,x,y,scale,response,polarity\nearlier_run.png,0,1,1,1,1,dark\n")
+    partial = tmp_path / "kp.csv.partial"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "subpix_xp", "detect", str(folder), "--out", str(out), "-n", "8", "--quiet"],
+        cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_restore_sigint,
+    )
+    while process.poll() is None and len(_finished_files(partial)) < 3:
+        time.sleep(0.01)
+    assert process.poll() is None, "the batch ended before it could be interrupted"
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate()
+    assert process.returncode == 130, stderr
+    line = _one_line(stderr)
+    assert "interrupted after" in line and str(partial) in line and stdout == ""
+    # The earlier run's file is gone: nothing named kp.csv can be mistaken for this run's output.
+    assert not out.exists()
+    text = partial.read_text()
+    trailer = text.splitlines()[-1]
+    assert trailer.startswith("# incomplete: interrupted; keypoints of ") and trailer.endswith(" of 40 image(s)")
+    done = int(trailer.split("keypoints of ")[1].split()[0])
+    rows = _csv_rows(text)
+    finished = list(dict.fromkeys(row["file"] for row in rows))
+    assert done >= 3 and finished == [str(f) for f in files[:done]]
+    assert f"after {done} of 40 image(s)" in line
+    for path in files[:done]:
+        assert [r for r in rows if r["file"] == str(path)] == _reference_rows(path, 8)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "abc"])
+def test_bad_threshold_is_a_usage_error(batch, tmp_path, value):
+    files = batch[1]
+    result = run_cli("detect", str(files[0]), f"--threshold={value}", "--out", str(tmp_path / "kp.csv"), cwd=tmp_path)
+    assert result.returncode == 2
+    line = _one_line(result.stderr)
+    assert "--threshold" in line and repr(value) in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stdout_csv_without_out(batch, tmp_path):
+    files = batch[1]
+    result = run_cli("detect", str(files[0]), str(files[1]), "-n", "6", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "file,rank,x,y,scale,response,polarity" and lines.count(lines[0]) == 1
+    rows = _csv_rows(result.stdout)
+    assert rows == _reference_rows(files[0], 6) + _reference_rows(files[1], 6)
+    # Progress and the summary are on stderr only.
+    assert f"{files[0]}: 6 blobs" in result.stderr and "2 image(s) processed, 0 skipped" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("suffix", [".json", ".jsonl"])
+def test_json_outputs_replace_an_earlier_file_when_complete(batch, tmp_path, suffix):
+    files = batch[1]
+    out = tmp_path / f"kp{suffix}"
+    out.write_text('{"earlier": "run"}\n')
+    result = run_cli("detect", str(files[0]), str(files[1]), str(tmp_path / "missing.png"), "--out", str(out),
+                     "-n", "3", "-q", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert list(tmp_path.iterdir()) == [out]  # no partial or scratch file left
+    if suffix == ".json":
+        payload = json.loads(out.read_text())
+        images, skipped = payload["images"], payload["skipped"]
+    else:
+        records = [json.loads(line) for line in out.read_text().splitlines()]
+        assert records[0]["num_features"] == 3
+        images = [r for r in records[1:] if "keypoints" in r]
+        skipped = [r for r in records[1:] if "error" in r]
+    assert [image["file"] for image in images] == [str(files[0]), str(files[1])]
+    assert [image["count"] for image in images] == [3, 3]
+    assert [s["file"] for s in skipped] == [str(tmp_path / "missing.png")]
+
+
+def _limit_file_size() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2500, 2500))  # a "disk" that fills after a few images
+
+
+def test_failed_write_mid_batch_keeps_complete_rows(batch, tmp_path):
+    pytest.importorskip("resource")
+    files = batch[1]
+    out = tmp_path / "kp.csv"
+    result = run_cli("detect", *map(str, files[:12]), "--out", str(out), "-n", "8", "-q", cwd=tmp_path,
+                     preexec_fn=_limit_file_size)
+    assert result.returncode == 3, result.stderr
+    line = _one_line(result.stderr)
+    assert f"cannot write {out}.partial (File too large)" in line
+    assert not out.exists()
+    text = Path(f"{out}.partial").read_text()
+    assert text.endswith("\n")  # cut back to the last complete image
+    rows = _csv_rows(text)
+    finished = list(dict.fromkeys(row["file"] for row in rows))
+    assert 1 <= len(finished) < 12 and finished == [str(f) for f in files[: len(finished)]]
+    assert f"stopped after {len(finished)} of 12 image(s)" in line
+    for path in files[: len(finished)]:
+        assert [r for r in rows if r["file"] == str(path)] == _reference_rows(path, 8)
+
+
+def test_full_disk_is_one_line(batch, tmp_path):
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    files = batch[1]
+    result = run_cli("detect", str(files[0]), "--out", "/dev/full", "--format", "csv", cwd=tmp_path)
+    assert result.returncode == 3
+    assert _one_line(result.stderr) == "subpix-xp: error: cannot write /dev/full (No space left on device)"
+
+
+def test_detection_failure_names_the_file_and_goes_on(batch, tmp_path, monkeypatch, capsys):
+    files = batch[1]
+    small = tmp_path / "small.npy"
+    np.save(small, np.zeros((40, 50), dtype=np.uint8))
+    real = cli.detect_blobs
+
+    def failing(image, *args, **kwargs):
+        if image.shape[-1] == 50:
+            raise ValueError("detect_blobs: something about this image\nwith a second line")
+        return real(image, *args, **kwargs)
+
+    monkeypatch.setattr(cli, "detect_blobs", failing)
+    status = cli.main(["detect", str(small), str(files[0]), "-n", "4", "--out", str(tmp_path / "kp.csv")])
+    captured = capsys.readouterr()
+    assert status == 1
+    assert (f"subpix-xp: skipped {small}: detection failed (ValueError: detect_blobs: something about this image)\n"
+            in captured.err)
+    assert "Traceback" not in captured.err and "second line" not in captured.err
+    assert _csv_rows((tmp_path / "kp.csv").read_text()) == _reference_rows(files[0], 4)
+
+
+def test_reader_shapes_become_one_grey_batch(tmp_path):
+    pil = pytest.importorskip("PIL.Image")
+    grey = render_scene(height=40, width=56, seed=3).image
+    forms = {"grey8.png": grey, "grey16.png": grey.astype(np.uint16) * 257,
+             "rgb.png": np.stack([grey] * 3, axis=-1),
+             "rgba.png": np.concatenate([np.stack([grey] * 3, axis=-1), np.full((40, 56, 1), 7, np.uint8)], -1)}
+    batches = {}
+    for name, array in forms.items():
+        pil.fromarray(array).save(tmp_path / name)
+        batches[name] = cli.as_batch(cli.read_image(tmp_path / name), "float32")
+        assert batches[name].shape == (1, 1, 40, 56) and batches[name].dtype == np.float32
+    for name, b in batches.items():
+        np.testing.assert_allclose(b, batches["grey8.png"], rtol=0, atol=1e-6, err_msg=name)
+
+
+def test_runner_compiles_once_per_shape(monkeypatch):
+    compiled = []
+
+    def compile_(fn, x):
+        compiled.append(tuple(x.shape))
+        return fn
+
+    library = dataclasses.replace(load_library("numpy"), compile=compile_)
+    monkeypatch.setattr(cli, "load_library", lambda name: library)
+    runner = cli.Runner("numpy")
+    images = [np.zeros((1, 1, h, w), np.float32) for h, w in ((40, 48), (40, 48), (48, 40), (40, 48))]
+    for image in images:
+        runner(image, num_features=5)
+    assert compiled == [(1, 1, 40, 48), (1, 1, 48, 40)]
+    runner(images[0], num_features=6)  # another setting: compiled again
+    assert compiled[-1] == (1, 1, 40, 48) and len(compiled) == 3
+
+
+def test_cli_loads_libraries_without_test_scaffolding_or_x64(tmp_path):
+    code = ("import sys, subpix_xp.cli as cli; print('subpix_xp.testing' in sys.modules); "
+            "import importlib.util as u; print(u.find_spec('jax') is None or "
+            "(cli.load_library('jax').float64, __import__('jax').config.read('jax_enable_x64')) == (False, False))")
+    env = {k: v for k, v in cli_env().items() if k != "JAX_ENABLE_X64"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            check=False)
+    assert result.stdout.split() == ["False", "True"], result.stderr
+
+
+def test_help_documents_exit_codes(tmp_path):
+    result = run_cli("detect", "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for code in ("0 ", "1 ", "2 ", "3 ", "4 ", "130 "):
+        assert f"\n  {code}" in result.stdout
+    assert "OUT.partial" in result.stdout
