@@ -375,8 +375,11 @@ class KeypointWriter:
     def __init__(self, out: str, fmt: str, meta: dict[str, Any]) -> None:
         self.out, self.fmt, self.meta = out, fmt, meta
         self.target = None if out == "-" else Path(out)
+        # Standard output, a device or a FIFO is written directly: there is nothing to rename.
         self.direct = self.target is None or (self.target.exists() and not self.target.is_file())
-        self.partial = None if self.direct else self.target.with_name(self.target.name + ".partial")
+        self.partial = None
+        if self.target is not None and not self.direct:
+            self.partial = self.target.with_name(self.target.name + ".partial")
         self.images: list[dict[str, Any]] = []
         self.skipped: list[dict[str, str]] = []
         self.done = 0
@@ -652,14 +655,12 @@ def cmd_detect(args: argparse.Namespace) -> int:
         writer.finish()
     except KeyboardInterrupt:
         where = writer.abandon("interrupted", len(files))
-        written = f"; {args.out} was not written" if args.out and args.out != "-" and not writer.direct else ""
-        _say(f"{PROG}: interrupted after {writer.done} of {len(files)} image(s); their keypoints are in "
-             f"{where}{' (marked incomplete)' if writer.partial else ''}{written}")
+        _say(f"{PROG}: interrupted after {writer.done} of {len(files)} image(s); {_kept(writer, where)}")
         return EXIT_INTERRUPTED
     except OutputError as exc:
         where = writer.abandon(f"write failed ({exc})", len(files))
-        _say(f"{PROG}: error: {exc}; stopped after {writer.done} of {len(files)} image(s), their keypoints "
-             f"are in {where}")
+        _say(f"{PROG}: error: {exc}; stopped after {writer.done} of {len(files)} image(s)"
+             + ("" if writer.target is None else f"; {_kept(writer, where)}"))
         return EXIT_OUTPUT
     except BaseException:
         writer.abandon("stopped by an error", len(files))
@@ -667,6 +668,13 @@ def cmd_detect(args: argparse.Namespace) -> int:
     _say(f"{PROG}: {writer.done} image(s) processed, {skipped} skipped" +
          (f"; keypoints written to {args.out}" if args.out and args.out != "-" else ""))
     return EXIT_SKIPPED if skipped else EXIT_OK
+
+
+def _kept(writer: KeypointWriter, where: str) -> str:
+    """Where the finished images' keypoints are, after :meth:`KeypointWriter.abandon`."""
+    if writer.partial is None:
+        return f"their keypoints were written to {where}"
+    return f"their keypoints are in {where}; {writer.out} was not written"
 
 
 def _run_batch(args: argparse.Namespace, files: Sequence[Path], missing: Sequence[tuple[str, str]], runner: Runner,
