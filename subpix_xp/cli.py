@@ -383,6 +383,7 @@ class KeypointWriter:
         self.images: list[dict[str, Any]] = []
         self.skipped: list[dict[str, str]] = []
         self.done = 0
+        self.finished = False
         self._file: io.FileIO | None = None
         self._size = 0  # bytes of complete records in the file
 
@@ -392,21 +393,29 @@ class KeypointWriter:
 
     def open(self) -> None:
         """Create the output (before the batch); raises :class:`OutputError` if it cannot be written."""
-        if self.target is not None:
-            what = f"--out {self.out}"
-            if self.target.is_dir():
-                raise OutputError(f"{what}: is a folder; give a file name such as {self.target / 'keypoints.csv'}")
-            _ensure_folder(self.target.parent, what)
-            path = self.partial or self.target
-            try:
-                self._file = io.FileIO(path, "w")
-            except OSError as exc:
-                raise OutputError(f"{what}: cannot write {path} ({_reason(exc)})") from None
+        if self.target is None:
+            self._write_header()
+            return
+        what = f"--out {self.out}"
+        if self.target.is_dir():
+            raise OutputError(f"{what}: is a folder; give a file name such as {self.target / 'keypoints.csv'}")
+        _ensure_folder(self.target.parent, what)
+        path = self.partial or self.target
+        try:
+            self._file = io.FileIO(path, "w")
+        except OSError as exc:
+            raise OutputError(f"{what}: cannot write {path} ({_reason(exc)})") from None
+        try:
+            self._write_header()
             if self.partial is not None and self.target.exists():
-                try:
-                    self.target.unlink()  # an earlier run's output must not look like this run's
-                except OSError as exc:
-                    raise OutputError(f"{what}: cannot replace the existing file ({_reason(exc)})") from None
+                self.target.unlink()  # an earlier run's output must not look like this run's
+        except (OSError, OutputError) as exc:
+            self._file.close()
+            if self.partial is not None:
+                self.partial.unlink(missing_ok=True)
+            raise OutputError(f"{what}: cannot write {path} ({_reason(exc.__cause__ or exc)})") from None
+
+    def _write_header(self) -> None:
         if self.fmt == "csv":
             self._write(",".join(CSV_COLUMNS) + "\n")
         elif self.fmt == "jsonl" or self._file is not None:
@@ -442,7 +451,7 @@ class KeypointWriter:
             try:
                 self._emit(text)
             except OSError as exc:
-                raise OutputError(f"cannot write {self.where} ({_reason(exc)})") from None
+                raise OutputError(f"cannot write {self.where} ({_reason(exc)})") from exc
 
     def _emit(self, text: str) -> None:
         if self._file is None:
@@ -473,13 +482,13 @@ class KeypointWriter:
         """Complete the output: rename ``OUT.partial`` onto ``OUT`` (JSON: write the document)."""
         if self.fmt == "json" and self._file is None:
             self._write(self._document())
-        if self._file is None:
-            return
-        with _sigint_held():
-            try:
-                self._complete()
-            except OSError as exc:
-                raise OutputError(f"cannot write {self.out} ({_reason(exc)})") from None
+        if self._file is not None:
+            with _sigint_held():
+                try:
+                    self._complete()
+                except OSError as exc:
+                    raise OutputError(f"cannot write {self.out} ({_reason(exc)})") from None
+        self.finished = True
 
     def _complete(self) -> None:
         assert self._file is not None
@@ -507,8 +516,10 @@ class KeypointWriter:
 
     def abandon(self, reason: str, total: int) -> str:
         """Stop: keep what was written, marked incomplete; returns where the finished rows are."""
+        if self.finished:
+            return str(self.target) if self.target is not None else "standard output"
         note = f"incomplete: {reason}; keypoints of {self.done} of {total} image(s)"
-        with _sigint_held(), contextlib.suppress(OSError, OutputError):
+        with _sigint_held(), contextlib.suppress(OSError, OutputError, ValueError):  # ValueError: closed
             if self.fmt == "csv":
                 self._emit(f"# {note}\n")
             elif self.fmt == "jsonl" or self._file is not None:
@@ -655,6 +666,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
         writer.finish()
     except KeyboardInterrupt:
         where = writer.abandon("interrupted", len(files))
+        if writer.finished:  # Ctrl-C while the completed output was being renamed
+            _say(f"{PROG}: interrupted; all {len(files)} image(s) were done and written to {where}")
+            return EXIT_INTERRUPTED
         _say(f"{PROG}: interrupted after {writer.done} of {len(files)} image(s); {_kept(writer, where)}")
         return EXIT_INTERRUPTED
     except OutputError as exc:
