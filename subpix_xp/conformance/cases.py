@@ -5,7 +5,7 @@ input generator, and the arguments of the call, in which :class:`In` stands for 
 generated arrays. The runner converts the inputs to each backend and dtype, calls the operation
 and holds every output against the float64 NumPy result on the same (dtype-rounded) inputs.
 
-Each output of a case has a kind that picks its comparison (see :mod:`conformance.tolerances`):
+Each output of a case has a kind that picks its comparison (see :mod:`subpix_xp.conformance.tolerances`):
 ``"coords"`` (absolute tolerance, in pixels or normalised units), ``"values"`` (tolerance relative
 to the output's largest magnitude) and ``"mask"`` (identical).
 
@@ -81,10 +81,10 @@ _QUAD_OPS = frozenset(
         "AdaptiveQuadInterp3d",
     }
 )
-_BONUS_DIVERGES = "strict_maxima_bonus > 0: deliberate divergence (SPEC §4; kornia 0.9.0 ignores the bonus)"
-_INF_NEVER_EXTREMUM = "+inf (-inf) is never a strict maximum (minimum) (SPEC §5); kornia 0.9.0 marks it"
+_BONUS_DIVERGES = "strict_maxima_bonus > 0: deliberate divergence (docs/semantics.md, Differences from kornia; kornia 0.9.0 ignores the bonus)"
+_INF_NEVER_EXTREMUM = "+inf (-inf) is never a strict maximum (minimum) (docs/semantics.md, NaN and infinity); kornia 0.9.0 marks it"
 _PER_MAP_TEMP = (
-    "a per-map temperature array (SPEC §4): kornia 0.9.0 divides the (B*C, 1, ...) reshaped input, "
+    "a per-map temperature array (docs/semantics.md, Temperature): kornia 0.9.0 divides the (B*C, 1, ...) reshaped input, "
     "where a (B, C, 1, ...) array does not broadcast"
 )
 
@@ -841,7 +841,7 @@ def _nms_cases() -> list[Case]:
             kwargs={"kernel_size": (3, 3)},
             outputs=vals,
             oracle=_INF_NEVER_EXTREMUM,
-            doc="+inf is never a strict maximum (SPEC §5)",
+            doc="+inf is never a strict maximum (docs/semantics.md, NaN and infinity)",
         ),
         _case(
             "nms2d",
@@ -1355,7 +1355,7 @@ def get_case(case_id: str) -> Case:
     try:
         return _BY_ID[case_id]
     except KeyError:
-        raise KeyError(f"no conformance case {case_id!r}; see `python -m conformance --list`") from None
+        raise KeyError(f"no conformance case {case_id!r}; see `python -m subpix_xp.conformance --list`") from None
 
 
 def select(ops: Iterable[str] | None = None, cases: Iterable[str] | None = None) -> list[Case]:
