@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -170,7 +170,7 @@ class Case:
         params.pop(name, None)
         if value is not None:
             params[name] = value
-        return dataclasses.replace(self, **{field: params})
+        return dataclasses.replace(self, init=params) if field == "init" else dataclasses.replace(self, kwargs=params)
 
 
 _INPUTS: dict[str, dict[str, np.ndarray]] = {}
@@ -299,7 +299,7 @@ def _quad_centres(
     return check
 
 
-def _nms_at(points: list[tuple[int, ...]], mask_output: int = 0) -> Callable[[tuple[np.ndarray, ...]], None]:
+def _nms_at(points: Sequence[tuple[int, ...]], mask_output: int = 0) -> Callable[[tuple[np.ndarray, ...]], None]:
     """The strict maxima of every map are exactly ``points``."""
 
     def check(outputs: tuple[np.ndarray, ...]) -> None:

@@ -252,6 +252,7 @@ def _type_problems(out: Any, kind: str, like: Any, backend: Backend, dtype: str)
         return [f"returned {type(out).__module__}.{type(out).__name__}, not an array"]
     problems = []
     want_xp = array_api_compat.array_namespace(like)
+    got_xp: Any
     try:
         got_xp = array_api_compat.array_namespace(out)
     except TypeError as exc:
@@ -355,7 +356,7 @@ def run_one(case: Case | str, backend: str, dtype: str, *, generic_hooks: bool |
     case = get_case(case) if isinstance(case, str) else case
     generic = generic_forced() if generic_hooks is None else generic_hooks
     hooks = hooks_label(generic, backend)
-    base = dict(case=case.id, op=case.op, backend=backend, dtype=dtype, hooks=hooks)
+    base: dict[str, Any] = dict(case=case.id, op=case.op, backend=backend, dtype=dtype, hooks=hooks)
     if backend == ORACLE and case.oracle:
         return Result(**base, status="skip", message=f"not compared with kornia: {case.oracle}")
     start = time.perf_counter()
@@ -429,6 +430,7 @@ def select_columns(backend_spec: str | None = None, *, oracle: bool = True) -> t
     spec_names = [n.strip() for n in spec.split(",") if n.strip()]
     named_oracle = ORACLE in spec_names
     rest = [n for n in spec_names if n != ORACLE]
+    names: Sequence[str]
     if named_oracle and not rest:
         names, explicit = (), True
     else:
@@ -640,8 +642,8 @@ def _main(args: argparse.Namespace) -> int:
     cases = select(_split(args.ops), _split(args.cases))
     if args.list:
         for c in cases:
-            notes = "; ".join(n for n in (c.doc, c.oracle and f"no oracle: {c.oracle}") if n)
-            print(f"{c.id:50s} {','.join(c.dtypes):15s} {c.source()}" + (f"  # {notes}" if notes else ""))
+            note = "; ".join(n for n in (c.doc, c.oracle and f"no oracle: {c.oracle}") if n)
+            print(f"{c.id:50s} {','.join(c.dtypes):15s} {c.source()}" + (f"  # {note}" if note else ""))
         return 0
     if not cases:
         print("error: no case matches --ops/--cases; see --list", file=sys.stderr)
