@@ -50,6 +50,19 @@ numpydoc_xref_param_type = False
 
 intersphinx_mapping: dict[str, tuple[str, None]] = {}
 
+
+
+def _check_api_reference_is_complete() -> None:
+    """Every public name of subpix_xp has an entry in api.md: a new name without one fails the build."""
+    page = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    documented = {line.split("::", 1)[1].strip() for line in page.splitlines() if line.startswith(".. auto")}
+    missing = sorted(set(subpix_xp.__all__) - documented)
+    if missing:
+        raise RuntimeError(f"docs/api.md: expected an autodoc entry for every public name; missing {missing}")
+
+
+_check_api_reference_is_complete()
+
 html_theme = "alabaster"
 html_title = f"subpix_xp {release}"
 html_static_path: list[str] = []
