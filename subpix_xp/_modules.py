@@ -117,8 +117,14 @@ class ConvSoftArgmax2d(_Callable):
 
     def __call__(self, input: Array) -> Array | tuple[Array, Array]:
         return conv_soft_argmax2d(
-            input, self.kernel_size, self.stride, self.padding, self.temperature,
-            self.normalized_coordinates, self.eps, self.output_value,
+            input,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.temperature,
+            self.normalized_coordinates,
+            self.eps,
+            self.output_value,
         )
 
 
@@ -164,8 +170,15 @@ class ConvSoftArgmax3d(_Callable):
 
     def __call__(self, input: Array) -> Array | tuple[Array, Array]:
         return conv_soft_argmax3d(
-            input, self.kernel_size, self.stride, self.padding, self.temperature,
-            self.normalized_coordinates, self.eps, self.output_value, self.strict_maxima_bonus,
+            input,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.temperature,
+            self.normalized_coordinates,
+            self.eps,
+            self.output_value,
+            self.strict_maxima_bonus,
         )
 
 
@@ -238,8 +251,13 @@ class ConvQuadInterp3d(_Callable):
 
     def __call__(self, x: Array, precomputed_nms_mask: Array | None = None) -> tuple[Array, Array]:
         return conv_quad_interp3d(
-            x, self.n_iters, self.strict_maxima_bonus, self.max_subpixel_shift, precomputed_nms_mask,
-            self.dilation_radius, self.allow_scale_steps,
+            x,
+            self.n_iters,
+            self.strict_maxima_bonus,
+            self.max_subpixel_shift,
+            precomputed_nms_mask,
+            self.dilation_radius,
+            self.allow_scale_steps,
         )
 
 
@@ -270,8 +288,13 @@ class IterativeQuadInterp3d(_Callable):
 
     def __call__(self, x: Array, precomputed_nms_mask: Array | None = None) -> tuple[Array, Array]:
         return iterative_quad_interp3d(
-            x, self.n_iters, self.strict_maxima_bonus, self.max_subpixel_shift, self.allow_scale_steps,
-            precomputed_nms_mask, self.max_candidates,
+            x,
+            self.n_iters,
+            self.strict_maxima_bonus,
+            self.max_subpixel_shift,
+            self.allow_scale_steps,
+            precomputed_nms_mask,
+            self.max_candidates,
         )
 
 
@@ -334,10 +357,20 @@ class AdaptiveQuadInterp3d(_Callable):
     def __call__(self, x: Array, precomputed_nms_mask: Array | None = None) -> tuple[Array, Array]:
         if self.uses_conv(x):
             return conv_quad_interp3d(
-                x, self.n_iters, self.strict_maxima_bonus, self.max_subpixel_shift, precomputed_nms_mask,
-                self.dilation_radius, self.allow_scale_steps,
+                x,
+                self.n_iters,
+                self.strict_maxima_bonus,
+                self.max_subpixel_shift,
+                precomputed_nms_mask,
+                self.dilation_radius,
+                self.allow_scale_steps,
             )
         return iterative_quad_interp3d(
-            x, self.n_iters, self.strict_maxima_bonus, self.max_subpixel_shift, self.allow_scale_steps,
-            precomputed_nms_mask, self.max_candidates,
+            x,
+            self.n_iters,
+            self.strict_maxima_bonus,
+            self.max_subpixel_shift,
+            self.allow_scale_steps,
+            precomputed_nms_mask,
+            self.max_candidates,
         )
