@@ -43,7 +43,7 @@ __all__ = [
 FLOAT_DTYPES = ("float32", "float64")
 INT_DTYPES = ("int32", "int64")
 
-#: Every public name of the seed page, in the seed's order: the rows of the table.
+#: Every public name of the kornia.geometry.subpix reference page, in its order: the rows of the table.
 OPERATIONS = (
     "conv_soft_argmax2d",
     "conv_soft_argmax3d",
@@ -64,7 +64,7 @@ OPERATIONS = (
     "IterativeQuadInterp3d",
     "NonMaximaSuppression2d",
     "NonMaximaSuppression3d",
-    # Beyond the seed page:
+    # Beyond the reference page:
     "detect_blobs",
 )
 
