@@ -1,11 +1,9 @@
-"""Cross-backend conformance suite for :mod:`subpix_xp`.
+"""The checkout's entry point to the conformance suite, which ships in :mod:`subpix_xp.conformance`.
 
-One catalogue of cases (:mod:`conformance.cases`) runs on every selected, installed array backend
-and dtype, and each result is held against the float64 NumPy reference (and, where kornia is
-installed, kornia 0.9.0 on torch tensors). Run it with ``python -m conformance`` (a table) or
-``pytest conformance`` (one test per case, backend and dtype); see ``conformance/README.md``.
+``python -m conformance`` is ``python -m subpix_xp.conformance`` (kept for a checkout), and
+``python -m pytest conformance`` runs the same catalogue as tests (``test_conformance.py``, with
+its pytest plumbing in ``conftest.py``). The catalogue, runner, tolerances and known failures live
+in the package, so an installed wheel runs the suite from any directory.
 """
 
 from __future__ import annotations
-
-__all__ = ["cases", "known_failures", "runner", "tolerances"]

@@ -1,7 +1,7 @@
-"""``python -m conformance``: the conformance table; ``--help`` for the options."""
+"""``python -m conformance``: the same as ``python -m subpix_xp.conformance`` (from a checkout)."""
 
 import sys
 
-from .runner import main
+from subpix_xp.conformance import main
 
-sys.exit(main())
+sys.exit(main(prog="python -m conformance"))

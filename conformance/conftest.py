@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from conformance import runner
+from subpix_xp.conformance import runner
 
 _RESULTS = pytest.StashKey[list]()
 
@@ -20,7 +20,7 @@ def pytest_configure(config):
 
 @pytest.fixture
 def record_result(request):
-    """Keep a :class:`conformance.runner.Result` for the end-of-session stale known-failure report."""
+    """Keep a :class:`subpix_xp.conformance.runner.Result` for the end-of-session stale known-failure report."""
     return request.config.stash[_RESULTS].append
 
 
@@ -38,6 +38,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         return
     stale = runner.stale_known_failures(results)
     if stale:
-        terminalreporter.section("stale known failures (conformance/known_failures.py)")
+        terminalreporter.section("stale known failures (subpix_xp/conformance/known_failures.py)")
         for line in stale:
             terminalreporter.line(line)

@@ -1,7 +1,7 @@
 """``pytest conformance``: one test per (case, backend, dtype) of the catalogue, plus its own checks.
 
 A failing test prints what came back, what was expected and a snippet that reproduces it. Known
-failures (``conformance/known_failures.py``) are xfailed; one that passes warns and is listed as
+failures (``subpix_xp/conformance/known_failures.py``) are xfailed; one that passes warns and is listed as
 stale at the end of the session.
 """
 
@@ -15,15 +15,15 @@ import numpy as np
 import pytest
 
 import subpix_xp
-from conformance import known_failures, runner
-from conformance.cases import CASES, OPERATIONS, RESULT_TYPES, get_case
+from subpix_xp.conformance import known_failures, runner
+from subpix_xp.conformance.cases import CASES, OPERATIONS, RESULT_TYPES, get_case
 from subpix_xp.testing import BACKEND_NAMES, BackendUnavailable
 
 _COLUMNS, _EXPLICIT, _NAMED_ORACLE = runner.select_columns()
 
 
 class StaleKnownFailure(UserWarning):
-    """A run listed in conformance/known_failures.py passes."""
+    """A run listed in subpix_xp/conformance/known_failures.py passes."""
 
 
 def _params():
@@ -161,3 +161,28 @@ def test_failure_report_names_the_function_the_values_and_the_snippet(monkeypatc
     assert 'case_inputs("spatial_expectation2d:pixels", "shifted", "float64")' in result.snippet
     assert result.tags == ("err",)
     assert runner._cell([result], lambda reason: 1).startswith("FAIL 1/1 (err ")
+
+
+def test_command_line_help_and_usage_errors_return_a_status(capsys):
+    assert runner.main(["--help"], prog="subpix-xp conformance") == 0
+    assert "usage: subpix-xp conformance" in capsys.readouterr().out
+    assert runner.main(["--no-such-option"]) == 2
+    assert "python -m subpix_xp.conformance" in capsys.readouterr().err
+
+
+def test_module_runs_from_any_directory(tmp_path):
+    """``python -m subpix_xp.conformance`` needs no checkout: run it from an empty directory."""
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    package_root = str(pathlib.Path(subpix_xp.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([package_root, os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(
+        [sys.executable, "-m", "subpix_xp.conformance", "--backends", "numpy", "--ops", "nms3d_minmax",
+         "--dtypes", "float32"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "nms3d_minmax" in done.stdout and " 0 failed" in done.stdout

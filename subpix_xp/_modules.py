@@ -8,7 +8,8 @@ module used as a callable, for example as the ``subpix_module`` of kornia's ``Sc
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from . import _validation as v
 from ._conv_soft_argmax import conv_soft_argmax2d, conv_soft_argmax3d
@@ -32,19 +33,31 @@ __all__ = [
 
 
 class _Callable:
-    """Base: keeps the constructor's arguments as attributes, in signature order, for ``repr``."""
+    """Base: ``repr`` shows the constructor's parameters (``_PARAMS``, in signature order).
 
-    def _store(self, params: dict[str, Any]) -> None:
-        names = list(inspect.signature(type(self).__init__).parameters)[1:]
-        self._param_names = tuple(names)
-        for name in names:
-            setattr(self, name, params[name])
+    Each subclass sets its parameters as attributes of the same names in ``__init__`` and lists them
+    in ``_PARAMS``; defining a subclass whose ``_PARAMS`` differs from its ``__init__`` signature is
+    a ``TypeError``, so ``repr`` cannot drift from the signature.
+    """
+
+    _PARAMS: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        names = tuple(inspect.signature(cls.__init__).parameters)[1:]
+        if names != cls._PARAMS:
+            msg = f"{cls.__name__}: expected `_PARAMS` to list the __init__ parameters {names}; got {cls._PARAMS}"
+            raise TypeError(msg)
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._param_names)
+        args = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._PARAMS)
         return f"{type(self).__name__}({args})"
 
+    #: Each subclass defines ``__call__`` with its own signature.
+    __call__: Callable[..., Any]
+
     def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """An alias of ``__call__``, for torch habits."""
         return self(*args, **kwargs)
 
 
@@ -56,8 +69,11 @@ class SpatialSoftArgmax2d(_Callable):
     array([[[1., 1.]]])
     """
 
+    _PARAMS = ("temperature", "normalized_coordinates")
+
     def __init__(self, temperature: Array | float | None = None, normalized_coordinates: bool = True) -> None:
-        self._store(locals())
+        self.temperature = temperature
+        self.normalized_coordinates = normalized_coordinates
 
     def __call__(self, input: Array) -> Array:
         return spatial_soft_argmax2d(input, self.temperature, self.normalized_coordinates)
@@ -71,6 +87,16 @@ class ConvSoftArgmax2d(_Callable):
     (1, 1, 2, 4, 4)
     """
 
+    _PARAMS = (
+        "kernel_size",
+        "stride",
+        "padding",
+        "temperature",
+        "normalized_coordinates",
+        "eps",
+        "output_value",
+    )
+
     def __init__(
         self,
         kernel_size: tuple[int, int] = (3, 3),
@@ -81,12 +107,24 @@ class ConvSoftArgmax2d(_Callable):
         eps: float = 1e-8,
         output_value: bool = False,
     ) -> None:
-        self._store(locals())
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.padding = padding
+        self.temperature = temperature
+        self.normalized_coordinates = normalized_coordinates
+        self.eps = eps
+        self.output_value = output_value
 
     def __call__(self, input: Array) -> Array | tuple[Array, Array]:
         return conv_soft_argmax2d(
-            input, self.kernel_size, self.stride, self.padding, self.temperature,
-            self.normalized_coordinates, self.eps, self.output_value,
+            input,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.temperature,
+            self.normalized_coordinates,
+            self.eps,
+            self.output_value,
         )
 
 
@@ -99,6 +137,17 @@ class ConvSoftArgmax3d(_Callable):
     ((1, 1, 3, 3, 4, 4), (1, 1, 3, 4, 4))
     """
 
+    _PARAMS = (
+        "kernel_size",
+        "stride",
+        "padding",
+        "temperature",
+        "normalized_coordinates",
+        "eps",
+        "output_value",
+        "strict_maxima_bonus",
+    )
+
     def __init__(
         self,
         kernel_size: tuple[int, int, int] = (3, 3, 3),
@@ -110,12 +159,26 @@ class ConvSoftArgmax3d(_Callable):
         output_value: bool = True,
         strict_maxima_bonus: float = 0.0,
     ) -> None:
-        self._store(locals())
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.padding = padding
+        self.temperature = temperature
+        self.normalized_coordinates = normalized_coordinates
+        self.eps = eps
+        self.output_value = output_value
+        self.strict_maxima_bonus = strict_maxima_bonus
 
     def __call__(self, input: Array) -> Array | tuple[Array, Array]:
         return conv_soft_argmax3d(
-            input, self.kernel_size, self.stride, self.padding, self.temperature,
-            self.normalized_coordinates, self.eps, self.output_value, self.strict_maxima_bonus,
+            input,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.temperature,
+            self.normalized_coordinates,
+            self.eps,
+            self.output_value,
+            self.strict_maxima_bonus,
         )
 
 
@@ -127,9 +190,11 @@ class NonMaximaSuppression2d(_Callable):
     np.False_
     """
 
+    _PARAMS = ("kernel_size",)
+
     def __init__(self, kernel_size: tuple[int, int]) -> None:
         v.int_tuple("NonMaximaSuppression2d", "kernel_size", kernel_size, 2, minimum=1, allow_int=False)
-        self._store(locals())
+        self.kernel_size = kernel_size
 
     def __call__(self, x: Array, mask_only: bool = False) -> Array:
         return nms2d(x, self.kernel_size, mask_only)
@@ -143,9 +208,11 @@ class NonMaximaSuppression3d(_Callable):
     np.False_
     """
 
+    _PARAMS = ("kernel_size",)
+
     def __init__(self, kernel_size: tuple[int, int, int]) -> None:
         v.int_tuple("NonMaximaSuppression3d", "kernel_size", kernel_size, 3, minimum=1, allow_int=False)
-        self._store(locals())
+        self.kernel_size = kernel_size
 
     def __call__(self, x: Array, mask_only: bool = False) -> Array:
         return nms3d(x, self.kernel_size, mask_only)
@@ -160,6 +227,14 @@ class ConvQuadInterp3d(_Callable):
     (1, 1, 3, 3, 5, 5)
     """
 
+    _PARAMS = (
+        "n_iters",
+        "strict_maxima_bonus",
+        "max_subpixel_shift",
+        "dilation_radius",
+        "allow_scale_steps",
+    )
+
     def __init__(
         self,
         n_iters: int = 5,
@@ -168,12 +243,21 @@ class ConvQuadInterp3d(_Callable):
         dilation_radius: int = 1,
         allow_scale_steps: bool = True,
     ) -> None:
-        self._store(locals())
+        self.n_iters = n_iters
+        self.strict_maxima_bonus = strict_maxima_bonus
+        self.max_subpixel_shift = max_subpixel_shift
+        self.dilation_radius = dilation_radius
+        self.allow_scale_steps = allow_scale_steps
 
     def __call__(self, x: Array, precomputed_nms_mask: Array | None = None) -> tuple[Array, Array]:
         return conv_quad_interp3d(
-            x, self.n_iters, self.strict_maxima_bonus, self.max_subpixel_shift, precomputed_nms_mask,
-            self.dilation_radius, self.allow_scale_steps,
+            x,
+            self.n_iters,
+            self.strict_maxima_bonus,
+            self.max_subpixel_shift,
+            precomputed_nms_mask,
+            self.dilation_radius,
+            self.allow_scale_steps,
         )
 
 
@@ -186,6 +270,8 @@ class IterativeQuadInterp3d(_Callable):
     (1, 1, 3, 5, 5)
     """
 
+    _PARAMS = ("n_iters", "strict_maxima_bonus", "max_subpixel_shift", "allow_scale_steps", "max_candidates")
+
     def __init__(
         self,
         n_iters: int = 5,
@@ -194,12 +280,21 @@ class IterativeQuadInterp3d(_Callable):
         allow_scale_steps: bool = True,
         max_candidates: int | None = None,
     ) -> None:
-        self._store(locals())
+        self.n_iters = n_iters
+        self.strict_maxima_bonus = strict_maxima_bonus
+        self.max_subpixel_shift = max_subpixel_shift
+        self.allow_scale_steps = allow_scale_steps
+        self.max_candidates = max_candidates
 
     def __call__(self, x: Array, precomputed_nms_mask: Array | None = None) -> tuple[Array, Array]:
         return iterative_quad_interp3d(
-            x, self.n_iters, self.strict_maxima_bonus, self.max_subpixel_shift, self.allow_scale_steps,
-            precomputed_nms_mask, self.max_candidates,
+            x,
+            self.n_iters,
+            self.strict_maxima_bonus,
+            self.max_subpixel_shift,
+            self.allow_scale_steps,
+            precomputed_nms_mask,
+            self.max_candidates,
         )
 
 
@@ -215,6 +310,15 @@ class AdaptiveQuadInterp3d(_Callable):
     AdaptiveQuadInterp3d(mode='auto', n_iters=5, strict_maxima_bonus=10.0, max_subpixel_shift=0.6, dilation_radius=1, allow_scale_steps=True, max_candidates=None)
     """
 
+    _PARAMS = (
+        "mode",
+        "n_iters",
+        "strict_maxima_bonus",
+        "max_subpixel_shift",
+        "dilation_radius",
+        "allow_scale_steps",
+        "max_candidates",
+    )
     MODES = ("patch", "conv", "auto")
 
     def __init__(
@@ -236,7 +340,13 @@ class AdaptiveQuadInterp3d(_Callable):
         v.check_int(func, "dilation_radius", dilation_radius, minimum=0)
         if max_candidates is not None:
             v.check_int(func, "max_candidates", max_candidates, minimum=0)
-        self._store(locals())
+        self.mode = mode
+        self.n_iters = n_iters
+        self.strict_maxima_bonus = strict_maxima_bonus
+        self.max_subpixel_shift = max_subpixel_shift
+        self.dilation_radius = dilation_radius
+        self.allow_scale_steps = allow_scale_steps
+        self.max_candidates = max_candidates
 
     def uses_conv(self, x: Array) -> bool:
         """Whether a call on ``x`` runs the static-shape conv path."""
@@ -247,10 +357,20 @@ class AdaptiveQuadInterp3d(_Callable):
     def __call__(self, x: Array, precomputed_nms_mask: Array | None = None) -> tuple[Array, Array]:
         if self.uses_conv(x):
             return conv_quad_interp3d(
-                x, self.n_iters, self.strict_maxima_bonus, self.max_subpixel_shift, precomputed_nms_mask,
-                self.dilation_radius, self.allow_scale_steps,
+                x,
+                self.n_iters,
+                self.strict_maxima_bonus,
+                self.max_subpixel_shift,
+                precomputed_nms_mask,
+                self.dilation_radius,
+                self.allow_scale_steps,
             )
         return iterative_quad_interp3d(
-            x, self.n_iters, self.strict_maxima_bonus, self.max_subpixel_shift, self.allow_scale_steps,
-            precomputed_nms_mask, self.max_candidates,
+            x,
+            self.n_iters,
+            self.strict_maxima_bonus,
+            self.max_subpixel_shift,
+            self.allow_scale_steps,
+            precomputed_nms_mask,
+            self.max_candidates,
         )

@@ -105,7 +105,7 @@ def _strict_extrema(x: Array, window: tuple[int, ...], which: tuple[str, ...], h
             pads = list(widths)
             pads[r] = (widths[r][0] if r0 == 0 else 0, widths[r][1] if r1 == valid[r] else 0)
             for i, kind in enumerate(which):
-                # SPEC §5: an infinite value is never a strict extremum (NaN never compares true, and
+                # docs/semantics.md (NaN and infinity): an infinite value is never a strict extremum (NaN never compares true, and
                 # only +inf can beat its neighbours as a maximum, -inf as a minimum).
                 if kind == "max":
                     centre, rest = _exclusive(block, window, hooks.window_max, xp.maximum, xp=xp)

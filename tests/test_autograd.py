@@ -1,4 +1,4 @@
-"""Differentiability on PyTorch (SPEC §6): ``torch.autograd.gradcheck`` in float64 for every floating
+"""Differentiability on PyTorch (docs/semantics.md, Gradients): ``torch.autograd.gradcheck`` in float64 for every floating
 output, and finite gradients of the quadratic refinement on flat and tiny-amplitude volumes.
 
 The discrete decisions (NMS, integer moves of the quadratic refinement) are piecewise constant; the

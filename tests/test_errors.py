@@ -1,4 +1,4 @@
-"""Bad input (SPEC §5): early, clear exceptions that name the function and the parameter.
+"""Bad input (docs/semantics.md, Errors): early, clear exceptions that name the function and the parameter.
 
 Every public function and class is fed each kind of bad input: not an array, arrays of two
 libraries or two devices, the wrong number of dimensions, a mask of the wrong shape, bad window

@@ -19,7 +19,7 @@ On a GPU machine (``docs/gpu.md`` has the set-up)::
 
 ``test_gpu_*`` need a CUDA device, with CuPy and/or CUDA PyTorch; without one they skip with the
 reason (or fail, for a backend named in ``SUBPIX_XP_BACKENDS``): outputs of the input's library,
-device and dtype and equal to NumPy float64 within the SPEC tolerances for every public name, the
+device and dtype and equal to NumPy float64 within the conformance tolerances (docs/semantics.md, Accuracy) for every public name, the
 conformance catalogue on ``cupy`` and ``torch_cuda``, CUDA-graph capture and replay and
 ``torch.compile(mode="reduce-overhead")`` of the static quad-interp path, no host sync under
 ``torch.cuda.set_sync_debug_mode("error")``, and CuPy inside a non-default stream.
@@ -572,7 +572,7 @@ def cupy_module():
 
 
 def _check_outputs(got, want, like, dtype_name: str, what: str) -> None:
-    """Library, device and dtype of every output against ``like``; values against NumPy float64 (SPEC §8)."""
+    """Library, device and dtype of every output against ``like``; values against NumPy float64 (docs/semantics.md, Accuracy)."""
     got, want = _as_tuple(got), _as_tuple(want)
     assert len(got) == len(want), what
     xp = array_api_compat.array_namespace(like)
@@ -598,11 +598,11 @@ def test_gpu_public_api_on_device_and_equal_to_numpy_float64(name, gpu, dtype_na
 
 
 def test_gpu_conformance_catalogue(gpu):
-    """Every case of ``conformance/`` (every public name), float32 and float64, against NumPy float64."""
+    """Every case of ``subpix_xp.conformance`` (every public name), float32 and float64, against NumPy float64."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    runner = importlib.import_module("conformance.runner")
-    cases = importlib.import_module("conformance.cases")
+    runner = importlib.import_module("subpix_xp.conformance.runner")
+    cases = importlib.import_module("subpix_xp.conformance.cases")
     failures, stale, runs = [], [], 0
     for case in cases.CASES:
         for dtype in case.dtypes:
@@ -616,7 +616,7 @@ def test_gpu_conformance_catalogue(gpu):
                 stale.append(result.message)
     assert runs > 100
     assert not failures, f"{len(failures)} of {runs} runs fail on {gpu.name}:\n\n" + "\n\n".join(failures[:20])
-    assert not stale, f"known failures that pass on {gpu.name} (narrow conformance/known_failures.py): {stale}"
+    assert not stale, f"known failures that pass on {gpu.name} (narrow subpix_xp/conformance/known_failures.py): {stale}"
 
 
 def test_gpu_capabilities(gpu, native_hooks):

@@ -1,4 +1,4 @@
-"""Known answers: hand-made inputs whose correct outputs follow from the definitions (SPEC §4).
+"""Known answers: hand-made inputs whose correct outputs follow from the definitions (docs/semantics.md).
 
 Every test runs on each selected backend of ``xp_backend`` except JAX (see the ``backend`` fixture)
 in float32 and float64. The expected values are derived here from first principles, never taken from

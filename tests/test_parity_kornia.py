@@ -1,4 +1,4 @@
-"""Parity with kornia 0.9.0, the oracle of SPEC §4 and §8, for every function and class of the seed page.
+"""Parity with kornia 0.9.0, the oracle of the tests (docs/semantics.md, Accuracy), for every function and class of the seed page.
 
 subpix_xp gets torch CPU tensors or NumPy arrays (the ``lib`` fixture); kornia always gets torch
 tensors holding the same numbers. Every output must be of the caller's library, in kornia's dtype and
@@ -6,7 +6,7 @@ shape, and agree with kornia: coordinates within ``ATOL`` (float64 1e-9, float32
 other floating outputs within ``ATOL + RTOL * |expected|``, masks identical. The input must not be
 modified.
 
-The one deliberate divergence (SPEC §4): our ``strict_maxima_bonus`` works, kornia 0.9.0 ignores it.
+The one deliberate divergence (docs/semantics.md, Differences from kornia 0.9.0): our ``strict_maxima_bonus`` works, kornia 0.9.0 ignores it.
 Parity calls pass ``strict_maxima_bonus=0.0`` to us and nothing to kornia.
 
 Set ``SUBPIX_XP_PARITY_REPORT=1`` to print, at the end of the module, the largest difference seen
@@ -501,7 +501,7 @@ def test_nms3d_minmax(kind, shape, lib, dtype_name):
 
 @pytest.mark.parametrize("int_dtype", ["int32", "int64"])
 def test_nms_integer_inputs(int_dtype, lib):
-    """Integer maps (SPEC §5: any real dtype for NMS): same masks and values as kornia, integer dtype kept."""
+    """Integer maps (docs/semantics.md: any real dtype for NMS): same masks and values as kornia, integer dtype kept."""
     rng = np.random.default_rng(3)
     x2 = rng.integers(-2, 3, (2, 2, 8, 9))
     x3 = rng.integers(-2, 3, (1, 2, 5, 6, 7))
@@ -612,7 +612,7 @@ def test_conv_quad_interp3d(kind, shape, lib, dtype_name):
             theirs = K.conv_quad_interp3d(x_k, n_iters, None, max_shift, m_k, radius, scale_steps)
         except IndexError:
             # kornia 0.9.0 indexes an empty table when there are maxima but none has an interior voxel
-            # within dilation_radius. SPEC §4: such maxima leave the precomputed voxels, so they are
+            # within dilation_radius. docs/semantics.md (Quadratic refinement): such maxima leave the precomputed voxels, so they are
             # rejected and everything stays unrefined, which is kornia's result with n_iters=0.
             mask = to_numpy(m_k) if m_k is not None else to_numpy(K.nms3d(x_k, (3, 3, 3), True))
             assert mask.any() and not _dilate(mask, radius)[..., 1:-1, 1:-1, 1:-1].any(), (
@@ -652,7 +652,7 @@ def test_iterative_quad_interp3d(kind, shape, lib, dtype_name):
 @pytest.mark.parametrize("n_iters", [1, 3])
 def test_conv_with_full_radius_is_kornia_iterative(kind, shape, mask_spec, n_iters, lib, dtype_name):
     """With ``dilation_radius = n_iters`` no keypoint can leave the precomputed voxels, so our static
-    path must give kornia's ``iterative_quad_interp3d`` (seed page; SPEC §4)."""
+    path must give kornia's ``iterative_quad_interp3d`` (the reference page; docs/semantics.md, Quadratic refinement)."""
     x_np = make(kind, shape)
     m_ours, m_k = _mask_pair(mask_spec, x_np, lib, dtype_name)
     ours = S.conv_quad_interp3d(to_lib(x_np, lib, dtype_name), n_iters, 0.0, 0.5, m_ours, n_iters)

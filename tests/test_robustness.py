@@ -1,4 +1,4 @@
-"""Robustness over every backend (SPEC §5): library/dtype/device of the outputs, inputs left alone,
+"""Robustness over every backend (docs/semantics.md, Dtypes and devices; NaN and infinity): library/dtype/device of the outputs, inputs left alone,
 empty batches, NaN/inf locality, large dynamic ranges, flat and tiny volumes, half precision, and
 the classes' ``repr``/``forward``.
 """

@@ -1,6 +1,6 @@
-"""Example backend factories for ``--backends pkg.mod:factory`` (see conformance/README.md).
+"""Example backend factories for ``--backends pkg.mod:factory`` (see docs/conformance.md).
 
-``python -m conformance --backends conformance.example_backends:numpy_readonly`` runs the
+``python -m subpix_xp.conformance --backends subpix_xp.conformance.example_backends:numpy_readonly`` runs the
 catalogue on read-only NumPy arrays: an operation that writes into its input raises there.
 """
 

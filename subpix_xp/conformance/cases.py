@@ -5,7 +5,7 @@ input generator, and the arguments of the call, in which :class:`In` stands for 
 generated arrays. The runner converts the inputs to each backend and dtype, calls the operation
 and holds every output against the float64 NumPy result on the same (dtype-rounded) inputs.
 
-Each output of a case has a kind that picks its comparison (see :mod:`conformance.tolerances`):
+Each output of a case has a kind that picks its comparison (see :mod:`subpix_xp.conformance.tolerances`):
 ``"coords"`` (absolute tolerance, in pixels or normalised units), ``"values"`` (tolerance relative
 to the output's largest magnitude) and ``"mask"`` (identical).
 
@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -43,7 +43,7 @@ __all__ = [
 FLOAT_DTYPES = ("float32", "float64")
 INT_DTYPES = ("int32", "int64")
 
-#: Every public name of the seed page, in the seed's order: the rows of the table.
+#: Every public name of the kornia.geometry.subpix reference page, in its order: the rows of the table.
 OPERATIONS = (
     "conv_soft_argmax2d",
     "conv_soft_argmax3d",
@@ -64,7 +64,7 @@ OPERATIONS = (
     "IterativeQuadInterp3d",
     "NonMaximaSuppression2d",
     "NonMaximaSuppression3d",
-    # Beyond the seed page:
+    # Beyond the reference page:
     "detect_blobs",
 )
 
@@ -81,10 +81,10 @@ _QUAD_OPS = frozenset(
         "AdaptiveQuadInterp3d",
     }
 )
-_BONUS_DIVERGES = "strict_maxima_bonus > 0: deliberate divergence (SPEC §4; kornia 0.9.0 ignores the bonus)"
-_INF_NEVER_EXTREMUM = "+inf (-inf) is never a strict maximum (minimum) (SPEC §5); kornia 0.9.0 marks it"
+_BONUS_DIVERGES = "strict_maxima_bonus > 0: deliberate divergence (docs/semantics.md, Differences from kornia; kornia 0.9.0 ignores the bonus)"
+_INF_NEVER_EXTREMUM = "+inf (-inf) is never a strict maximum (minimum) (docs/semantics.md, NaN and infinity); kornia 0.9.0 marks it"
 _PER_MAP_TEMP = (
-    "a per-map temperature array (SPEC §4): kornia 0.9.0 divides the (B*C, 1, ...) reshaped input, "
+    "a per-map temperature array (docs/semantics.md, Temperature): kornia 0.9.0 divides the (B*C, 1, ...) reshaped input, "
     "where a (B, C, 1, ...) array does not broadcast"
 )
 
@@ -170,7 +170,7 @@ class Case:
         params.pop(name, None)
         if value is not None:
             params[name] = value
-        return dataclasses.replace(self, **{field: params})
+        return dataclasses.replace(self, init=params) if field == "init" else dataclasses.replace(self, kwargs=params)
 
 
 _INPUTS: dict[str, dict[str, np.ndarray]] = {}
@@ -299,7 +299,7 @@ def _quad_centres(
     return check
 
 
-def _nms_at(points: list[tuple[int, ...]], mask_output: int = 0) -> Callable[[tuple[np.ndarray, ...]], None]:
+def _nms_at(points: Sequence[tuple[int, ...]], mask_output: int = 0) -> Callable[[tuple[np.ndarray, ...]], None]:
     """The strict maxima of every map are exactly ``points``."""
 
     def check(outputs: tuple[np.ndarray, ...]) -> None:
@@ -841,7 +841,7 @@ def _nms_cases() -> list[Case]:
             kwargs={"kernel_size": (3, 3)},
             outputs=vals,
             oracle=_INF_NEVER_EXTREMUM,
-            doc="+inf is never a strict maximum (SPEC §5)",
+            doc="+inf is never a strict maximum (docs/semantics.md, NaN and infinity)",
         ),
         _case(
             "nms2d",
@@ -1355,7 +1355,7 @@ def get_case(case_id: str) -> Case:
     try:
         return _BY_ID[case_id]
     except KeyError:
-        raise KeyError(f"no conformance case {case_id!r}; see `python -m conformance --list`") from None
+        raise KeyError(f"no conformance case {case_id!r}; see `python -m subpix_xp.conformance --list`") from None
 
 
 def select(ops: Iterable[str] | None = None, cases: Iterable[str] | None = None) -> list[Case]:

@@ -3,7 +3,7 @@
 Each entry matches runs by shell patterns on the case id (``"<operation>:<label>"``), the backend
 (``"kornia"`` is the oracle column), the dtype and the hooks (``"native"`` or ``"generic"``). A
 matching run that fails is reported as ``xfail`` and does not fail the suite; a matching run that
-passes is ``XPASS``, and the entry is reported as stale (``python -m conformance --strict`` then
+passes is ``XPASS``, and the entry is reported as stale (``python -m subpix_xp.conformance --strict`` then
 exits non-zero). An entry that matches no case or backend of the catalogue at all is stale too.
 
 Reasons start with ``"BUG:"`` for a defect of subpix_xp (with the reproducer in the issue), or
@@ -57,7 +57,7 @@ KNOWN_FAILURES: tuple[KnownFailure, ...] = (
         case="detect_blobs:*",
         backend="dask",
         reason="missing piece: detect_blobs refuses Dask arrays with a TypeError (array_api_compat.dask.array has "
-        "no take_along_axis, which its keypoint selection needs), although SPEC §7 wants Dask first class. "
+        "no take_along_axis, which its keypoint selection needs), although docs/semantics.md promises Dask arrays in, lazy Dask arrays out. "
         "Repro: subpix_xp.detect_blobs(dask.array.from_array(np.random.rand(1, 1, 64, 64)), 1)",
     ),
 )

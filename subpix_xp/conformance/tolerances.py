@@ -19,10 +19,14 @@ import numpy as np
 
 __all__ = ["TOLERANCES", "Comparison", "compare", "tolerance"]
 
-#: ``{dtype: {kind: tolerance}}``; the float64 row holds for the kornia oracle in float64 too.
+#: ``{dtype: {kind: tolerance}}``; the float64 row holds for the kornia oracle in float64 too. The
+#: project's tests use the same table (``tests/_helpers.py``: ``coords`` as the absolute tolerance,
+#: ``values`` as the relative one); the half-precision rows serve those tests.
 TOLERANCES: dict[str, dict[str, float]] = {
     "float64": {"coords": 1e-9, "values": 1e-9},
     "float32": {"coords": 1e-4, "values": 1e-5},
+    "float16": {"coords": 2e-2, "values": 1e-2},
+    "bfloat16": {"coords": 1e-1, "values": 5e-2},
     "int32": {"coords": 0.0, "values": 0.0},
     "int64": {"coords": 0.0, "values": 0.0},
 }

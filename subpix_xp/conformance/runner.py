@@ -7,13 +7,13 @@ dtype, calls the operation (on Dask with computation forbidden during the call),
   expected dtype (the input's; ``bool`` for masks), on the input's device, and lazy if the input is;
 - every output agrees with the reference: NumPy float64 on the same dtype-rounded inputs, run on
   NumPy's own hooks (also under ``--generic-hooks``, so the generic path of every backend is held
-  against the native NumPy path), within :mod:`conformance.tolerances`;
+  against the native NumPy path), within :mod:`subpix_xp.conformance.tolerances`;
 - the inputs are unchanged, and no RuntimeWarning came from subpix_xp.
 
 The ``kornia`` column (the oracle) runs kornia 0.9.0 on torch CPU tensors against the same
 reference, with ``strict_maxima_bonus=0`` on our side where kornia ignores the bonus.
 
-``python -m conformance --help`` lists the options; :func:`main` is the command line.
+``python -m subpix_xp.conformance --help`` lists the options; :func:`main` is the command line.
 """
 
 from __future__ import annotations
@@ -201,12 +201,12 @@ def _reference_problem(case_id: str) -> str | None:
 
 
 def snippet(case: Case, backend: str, dtype: str, generic: bool) -> str:
-    """Python source that reproduces one run (from the repository root)."""
+    """Python source that reproduces one run (from any directory)."""
     oracle = backend == ORACLE
     lines = ["import subpix_xp"]
     if oracle:
         lines.append("import kornia.geometry.subpix as K")
-    lines.append("from conformance.runner import case_inputs, reference")
+    lines.append("from subpix_xp.conformance.runner import case_inputs, reference")
     lines.append(f'x = case_inputs("{case.id}", "{"torch" if oracle else backend}", "{dtype}")')
     call = case.for_oracle()[1].source("K") if oracle else case.source()
     if generic and not oracle:
@@ -223,7 +223,7 @@ def snippet(case: Case, backend: str, dtype: str, generic: bool) -> str:
     )
     flag = " --generic-hooks" if generic and not oracle else ""
     lines.append(
-        f"# or: python -m conformance --cases '{case.id}' --backends {backend} --dtypes {dtype}{flag}"
+        f"# or: python -m subpix_xp.conformance --cases '{case.id}' --backends {backend} --dtypes {dtype}{flag}"
     )
     return "\n".join(lines)
 
@@ -252,6 +252,7 @@ def _type_problems(out: Any, kind: str, like: Any, backend: Backend, dtype: str)
         return [f"returned {type(out).__module__}.{type(out).__name__}, not an array"]
     problems = []
     want_xp = array_api_compat.array_namespace(like)
+    got_xp: Any
     try:
         got_xp = array_api_compat.array_namespace(out)
     except TypeError as exc:
@@ -355,7 +356,7 @@ def run_one(case: Case | str, backend: str, dtype: str, *, generic_hooks: bool |
     case = get_case(case) if isinstance(case, str) else case
     generic = generic_forced() if generic_hooks is None else generic_hooks
     hooks = hooks_label(generic, backend)
-    base = dict(case=case.id, op=case.op, backend=backend, dtype=dtype, hooks=hooks)
+    base: dict[str, Any] = dict(case=case.id, op=case.op, backend=backend, dtype=dtype, hooks=hooks)
     if backend == ORACLE and case.oracle:
         return Result(**base, status="skip", message=f"not compared with kornia: {case.oracle}")
     start = time.perf_counter()
@@ -429,6 +430,7 @@ def select_columns(backend_spec: str | None = None, *, oracle: bool = True) -> t
     spec_names = [n.strip() for n in spec.split(",") if n.strip()]
     named_oracle = ORACLE in spec_names
     rest = [n for n in spec_names if n != ORACLE]
+    names: Sequence[str]
     if named_oracle and not rest:
         names, explicit = (), True
     else:
@@ -565,9 +567,9 @@ def render_table(plan: Plan, results: Sequence[Result]) -> tuple[str, dict[str, 
 # Command line.
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m conformance",
+        prog=prog or "python -m subpix_xp.conformance",
         description="Run the subpix_xp conformance catalogue on every selected, installed backend and dtype, "
         "against the float64 NumPy reference (and kornia 0.9.0 on torch, where installed).",
     )
@@ -615,11 +617,20 @@ def _split(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """The command line; returns the exit status (0 passed, 1 a failure, 2 a usage error)."""
+def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """The command line; returns the exit status (0 passed, 1 a failure, 2 a usage error).
+
+    ``argv`` defaults to ``sys.argv[1:]``; ``prog`` is the program name in the usage text (default
+    ``python -m subpix_xp.conformance``). ``--help`` and argument errors return 0 and 2 instead of
+    exiting, so a caller such as ``subpix-xp conformance`` can pass the status on.
+    """
     saved = os.environ.get(_GENERIC_ENV)
     try:
-        return _main(_parser().parse_args(argv))
+        try:
+            args = _parser(prog).parse_args(argv)
+        except SystemExit as exc:  # --help, or a usage error that argparse has already printed
+            return exc.code if isinstance(exc.code, int) else 2
+        return _main(args)
     finally:  # --generic-hooks sets the variable (for Dask's worker threads too); leave it as found
         if saved is None:
             os.environ.pop(_GENERIC_ENV, None)
@@ -631,8 +642,8 @@ def _main(args: argparse.Namespace) -> int:
     cases = select(_split(args.ops), _split(args.cases))
     if args.list:
         for c in cases:
-            notes = "; ".join(n for n in (c.doc, c.oracle and f"no oracle: {c.oracle}") if n)
-            print(f"{c.id:50s} {','.join(c.dtypes):15s} {c.source()}" + (f"  # {notes}" if notes else ""))
+            note = "; ".join(n for n in (c.doc, c.oracle and f"no oracle: {c.oracle}") if n)
+            print(f"{c.id:50s} {','.join(c.dtypes):15s} {c.source()}" + (f"  # {note}" if note else ""))
         return 0
     if not cases:
         print("error: no case matches --ops/--cases; see --list", file=sys.stderr)
@@ -680,7 +691,7 @@ def _main(args: argparse.Namespace) -> int:
             print(f"\n... and {len(failures) - len(shown)} more (see --json)")
     xfails = [r for r in results if r.status == "xfail"]
     if xfails:
-        print(f"\n{len(xfails)} known failure(s) (conformance/known_failures.py):")
+        print(f"\n{len(xfails)} known failure(s) (subpix_xp/conformance/known_failures.py):")
         seen = set()
         for r in xfails:
             if args.verbose:
@@ -692,7 +703,7 @@ def _main(args: argparse.Namespace) -> int:
     if stale:
         print(
             f"\n{len(stale)} stale known-failure entr{'y' if len(stale) == 1 else 'ies'} "
-            "(remove or narrow them in conformance/known_failures.py):"
+            "(remove or narrow them in subpix_xp/conformance/known_failures.py):"
         )
         for s in stale:
             print(f"  {s}")
