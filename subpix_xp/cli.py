@@ -1207,6 +1207,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_detector_options(demo, demo=True)
     _add_demo_options(demo, standalone=True)
     demo.set_defaults(func=cmd_demo)
+    # Parsed by the conformance runner itself (main() hands it the rest of the command line).
+    sub.add_parser("conformance", add_help=False,
+                   help="run the cross-backend conformance suite (subpix-xp conformance --help)")
     return parser
 
 
@@ -1230,6 +1233,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     Every error a user can cause is one line on stderr, no traceback (``--debug`` or
     ``SUBPIX_XP_DEBUG=1`` shows them); the exit status is one of those in ``EXIT_CODES_HELP``.
     """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["conformance"]:
+        from .conformance import main as conformance_main
+
+        return conformance_main(argv[1:], prog=f"{PROG} conformance")
     parser = build_parser()
     args = parser.parse_args(argv)  # usage errors: argparse's message and exit status 2
     if args.command is None:

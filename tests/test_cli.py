@@ -442,3 +442,10 @@ def test_help_documents_exit_codes(tmp_path):
     for code in ("0 ", "1 ", "2 ", "3 ", "4 ", "130 "):
         assert f"\n  {code}" in result.stdout
     assert "OUT.partial" in result.stdout
+
+
+def test_conformance_subcommand_runs_the_shipped_suite(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["conformance", "--backends", "numpy", "--ops", "nms2d,nms3d"]) == 0
+    out = capsys.readouterr().out
+    assert "nms2d" in out and "nms3d" in out and "0 failed" in out
+    assert cli.main(["conformance", "--backends", "no_such_backend_module"]) == 2
