@@ -172,6 +172,10 @@ def test_run_photo_on_a_crop_end_to_end(bench):
         assert rec["localisation"]["median"] < 0.3, name
         assert 0 <= rec["edge_fraction"] <= 1 and 0 <= rec["near_duplicate_fraction"] <= 1
         assert len(rec["timing"]["samples_s"]) == 1
+        assert rec["timing"]["first_call_cached"] is False
+    # A second photo of the same shape: its first call is marked as cached (JAX compiles once per shape).
+    times, keypoints = bench.time_detectors(detectors[:1], crop[::-1].copy(), 1, 1.0)
+    assert times["ours_numpy"]["first_call_cached"] is True and len(keypoints["ours_numpy"]) > 10
     report = {"machine": {**bench.machine(1), "xla_flags": ""}, "photos": {"crop": result},
               "settings": {"num_features": 100, "factor": 8, "offsets_scene_px": [[3, 5]], "shifts_px": [[0.375, 0.625]],
                            "noise": 0.0, "match_radius_px": 1.5, "detect_blobs_params": {}},
