@@ -72,13 +72,14 @@ def expand(values: Any, index: Any, base: Any, *, xp: Any) -> Any:
 def separable_filter(x: Any, kernel: tuple[float, ...], *, xp: Any) -> Any:
     """The generic hook's filter: banded matrix products on CPU, in-place taps elsewhere.
 
-    On CPU each chunk of 64 outputs along an axis is the reflect-padded chunk times a banded matrix
-    of the kernel (:func:`_band_filter`): two to three times faster than the taps on a 1024x1024
-    float32 image (oneDNN's convolution is slower than both), the same sums in another order, so
-    within a few units in the last place of the generic hook. Elsewhere (CUDA, where a float32
-    product may run in TF32) the generic hook's arithmetic runs in place (:func:`_tap_filter`):
-    bit-identical to it. Inputs that need a gradient, half precision, ``torch.compile`` and, off
-    the CPU, axes no longer than the kernel radius take the generic (out-of-place) path.
+    On CPU each chunk of 16 outputs along an axis is the reflect-padded chunk times a banded matrix
+    of the kernel (:func:`_band_filter`, as the NumPy hook): two to three times faster than the taps
+    on a 1024x1024 float32 image (``conv2d`` with a 1-D kernel is ten times slower than both), the
+    same sums in another order, so within a few units in the last place of the generic hook.
+    Elsewhere (CUDA, where a float32 product may run in TF32), and for an input with infinities or
+    NaN (see the NumPy hook), the generic hook's arithmetic runs in place (:func:`_tap_filter`):
+    bit-identical to it. Inputs that need a gradient, half precision, ``torch.compile``, and axes no
+    longer than the kernel radius off the banded path take the generic (out-of-place) path.
     """
     import torch
 
@@ -92,12 +93,10 @@ def separable_filter(x: Any, kernel: tuple[float, ...], *, xp: Any) -> Any:
         or torch.compiler.is_compiling()
     ):
         return _generic.separable_filter(x, kernel, xp=xp)
-    if x.device.type == "cpu":
-        # A product multiplies every sample of a window by the band, zeros included: one infinity or
-        # NaN (``0 * inf``) would spread NaN across its chunk. Such inputs take the generic taps; the
-        # sum is one fast pass (an overflowing one only costs the generic path).
-        if not math.isfinite(float(x.sum())):
-            return _generic.separable_filter(x, kernel, xp=xp)
+    # A product multiplies every sample of a window by the band, zeros included: one infinity or NaN
+    # (``0 * inf``) would spread NaN across its chunk, so such inputs take the taps. The sum is one
+    # fast pass (an overflowing one only costs the taps), and only on CPU (no device sync).
+    if x.device.type == "cpu" and math.isfinite(float(x.sum())):
         return _band_filter(x, tuple(float(v) for v in kernel))
     if min(x.shape[-2:]) <= radius:
         return _generic.separable_filter(x, kernel, xp=xp)
@@ -106,7 +105,7 @@ def separable_filter(x: Any, kernel: tuple[float, ...], *, xp: Any) -> Any:
 
 # Output samples per matrix product of the banded filter: large enough that a product runs at BLAS
 # speed, small enough that the band (``chunk + k - 1`` taps per output) wastes few flops.
-_FILTER_CHUNK = 32
+_FILTER_CHUNK = 16
 
 
 @functools.lru_cache(maxsize=64)
