@@ -46,6 +46,9 @@ def _pad_cases(rng):
         value = False if dtype == "bool" else 0 if dtype in ("int32", "uint8") else -np.inf
         for shape, widths in [((2, 3, 4), ((1, 1), (0, 2))), ((1, 2, 3, 4, 5), ((1, 0), (2, 2), (0, 0)))]:
             yield (_data(rng, shape, dtype), widths, value), {}
+        yield (_data(rng, (3, 8, 6), dtype)[:, ::2, ::-1], ((2, 1), (0, 3)), value), {}  # a strided view
+        yield (np.zeros((2, 0, 3), dtype), ((1, 2), (0, 0)), value), {}  # an empty axis, padded
+        yield (_data(rng, (2, 3), dtype), ((0, 0),), value), {}  # nothing to pad
 
 
 def _expand_cases(rng):
