@@ -18,7 +18,9 @@ same thread count for everything: ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` 
 ``MKL_NUM_THREADS`` (NumPy's BLAS), ``torch.set_num_threads`` and ``cv2.setNumThreads`` all equal
 ``--threads``. Each worker warms every call up, then runs ``--repeats`` rounds in which every call
 takes one sample, in an order that rotates from round to round. With ``--baseline`` the workers of
-the two checkouts alternate, ``--blocks`` times each, so both share the machine's drift. The table
+the two checkouts alternate, ``--blocks`` times each, so both share the machine's drift (``--clock
+cpu`` times the process's CPU instead of the elapsed time: with ``--threads 1`` on a machine that
+other jobs share, it counts only this process's work). The table
 shows medians (ms) over all samples and each ratio to SIFT as the median of the per-round ratios
 (paired samples from the same round). Targets (issue 11): ``numpy <= 3x`` and ``torch <= 2x`` SIFT.
 """
@@ -68,12 +70,13 @@ def _worker(args: argparse.Namespace) -> None:
             call()
     samples: dict[str, list[float]] = {name: [] for name in calls}
     names = list(calls)
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
     for round_ in range(args.repeats):
         shift = round_ % len(names)
         for name in names[shift:] + names[:shift]:
-            start = time.perf_counter()
+            start = clock()
             calls[name]()
-            samples[name].append(1000.0 * (time.perf_counter() - start))
+            samples[name].append(1000.0 * (clock() - start))
     found = {name: int(np.sum(np.asarray(detect_blobs(a, 500).valid))) for name, a in arrays.items()}
     found["sift"] = len(sift.detect(image, None))
     print(json.dumps({"samples": samples, "found": found, "subpix_xp": subpix_xp.__file__,
@@ -108,7 +111,7 @@ def _run_worker(tree: Path, args: argparse.Namespace) -> dict:
         env[var] = str(args.threads)
     env.pop("SUBPIX_XP_GENERIC_HOOKS", None)
     cmd = [sys.executable, __file__, "--worker", "--threads", str(args.threads), "--repeats", str(args.repeats),
-           "--image", args.image]
+           "--image", args.image, "--clock", args.clock]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False, cwd=tree)
     if proc.returncode != 0:
         raise SystemExit(f"worker for {tree} failed:\n{proc.stderr}")
@@ -118,7 +121,7 @@ def _run_worker(tree: Path, args: argparse.Namespace) -> dict:
 def _table(results: dict[str, list[dict]], args: argparse.Namespace) -> str:
     labels = list(results)
     lines = [f"detect_blobs vs OpenCV SIFT detect: skimage `{args.image}`, {args.threads} thread(s) everywhere, "
-             f"{args.repeats * args.blocks} samples per call and checkout",
+             f"{args.repeats * args.blocks} samples per call and checkout, {args.clock} clock",
              "",
              "| call | " + " | ".join(f"{label} ms | x SIFT" for label in labels) + " | target |",
              "| --- | " + " | ".join("---: | ---:" for _ in labels) + " | --- |"]
@@ -149,6 +152,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=15, help="rounds per worker (default 15)")
     parser.add_argument("--blocks", type=int, default=1, help="workers per checkout, alternating (default 1)")
     parser.add_argument("--image", default="camera", help="a scikit-image photograph (default camera)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="wall: elapsed time (default); cpu: the process's CPU time, steadier on a busy "
+                             "machine (with --threads 1 it is the single thread's time)")
+    parser.add_argument("--out", type=Path, help="also write the table (Markdown) and the samples (JSON beside it)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -161,7 +168,14 @@ def main(argv: list[str] | None = None) -> None:
     for _ in range(args.blocks):
         for label, tree in trees.items():
             results[label].append(_run_worker(tree, args))
-    print(_table(results, args))
+    table = _table(results, args)
+    print(table)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.with_suffix(".md").write_text(table + "\n")
+        settings = {"threads": args.threads, "repeats": args.repeats, "blocks": args.blocks, "image": args.image,
+                    "clock": args.clock, "trees": {label: str(tree) for label, tree in trees.items()}}
+        args.out.with_suffix(".json").write_text(json.dumps({"settings": settings, "results": results}, indent=1))
 
 
 if __name__ == "__main__":
