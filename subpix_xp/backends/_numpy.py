@@ -22,7 +22,7 @@ def pad(x: Any, widths: tuple[tuple[int, int], ...], value: float | bool, *, xp:
     sides = x.shape[lead:]
     out = np.empty(x.shape[:lead] + tuple(n + a + b for n, (a, b) in zip(sides, widths)), dtype=x.dtype)
     centre: tuple[slice, ...] = tuple(slice(a, a + n) for n, (a, _) in zip(sides, widths))
-    out[(..., *centre)] = x
+    out[(slice(None),) * lead + centre] = x
     for axis, (n, (a, b)) in enumerate(zip(sides, widths), start=lead):
         for slab, width in ((slice(0, a), a), (slice(a + n, None), b)):
             if width:
