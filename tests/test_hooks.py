@@ -46,6 +46,9 @@ def _pad_cases(rng):
         value = False if dtype == "bool" else 0 if dtype in ("int32", "uint8") else -np.inf
         for shape, widths in [((2, 3, 4), ((1, 1), (0, 2))), ((1, 2, 3, 4, 5), ((1, 0), (2, 2), (0, 0)))]:
             yield (_data(rng, shape, dtype), widths, value), {}
+        yield (_data(rng, (3, 8, 6), dtype)[:, ::2, ::-1], ((2, 1), (0, 3)), value), {}  # a strided view
+        yield (np.zeros((2, 0, 3), dtype), ((1, 2), (0, 0)), value), {}  # an empty axis, padded
+        yield (_data(rng, (2, 3), dtype), ((0, 0),), value), {}  # nothing to pad
 
 
 def _expand_cases(rng):
@@ -57,14 +60,32 @@ def _expand_cases(rng):
             yield (values, index, base), {}
 
 
+def _gauss(sigma, size):
+    taps = np.exp(-0.5 * ((np.arange(size) - size // 2) / sigma) ** 2)
+    return tuple(float(v) for v in taps / taps.sum())
+
+
 def _filter_cases(rng):
-    gauss = tuple(float(v) for v in np.exp(-0.5 * (np.arange(-3, 4) / 1.3) ** 2) / np.exp(-0.5 * (np.arange(-3, 4) / 1.3) ** 2).sum())
+    gauss = _gauss(1.3, 7)
     for dtype in ["float32", "float64"]:
         for shape in [(2, 1, 9, 11), (1, 3, 4, 5), (1, 1, 1, 6), (2, 7, 2)]:
             x = rng.standard_normal(shape).astype(dtype)
             yield (x, gauss), {}
             yield (x, (0.25, 0.5, 0.25)), {}
             yield (x, (0.1, 0.7, 0.2)), {}  # asymmetric
+        # Several chunks of a banded product, sides that are no multiple of one, a long kernel.
+        yield (rng.standard_normal((1, 1, 70, 101)).astype(dtype), _gauss(3.1, 25)), {}
+        yield (rng.standard_normal((2, 3, 2, 12, 10)).astype(dtype), gauss), {}  # batch axes
+        yield (rng.standard_normal((1, 1)).astype(dtype), gauss), {}  # 1x1
+        yield (rng.standard_normal((3, 1, 8)).astype(dtype), (0.5,)), {}  # one tap
+        yield (rng.standard_normal((1, 9, 9)).astype(dtype), _gauss(1.5, 9)), {}  # as long as both axes
+        yield (rng.standard_normal((1, 5, 4)).astype(dtype), _gauss(2.0, 11)), {}  # longer than both
+        base = rng.standard_normal((2, 40, 34)).astype(dtype)
+        yield (base[:, ::3, ::2], _gauss(1.1, 9)), {}  # strided view
+        yield (base.transpose(0, 2, 1), gauss), {}  # transposed view
+        bad = rng.standard_normal((1, 16, 40)).astype(dtype)
+        bad[0, 3, 5], bad[0, 9, 30], bad[0, 12, 12] = np.inf, -np.inf, np.nan
+        yield (bad, gauss), {}  # non-finite samples spread as far as the kernel reaches, no further
 
 
 def _softmax_cases(rng):
@@ -133,6 +154,104 @@ def test_native_hook_matches_generic(hook, xp_backend):
             np.testing.assert_allclose(g, e, rtol=tol, atol=tol, err_msg=message)
         else:
             np.testing.assert_array_equal(g, e, err_msg=message)
+
+
+# ---------------------------------------------------------------------------------------------
+# separable_filter: NumPy and torch CPU run it as banded matrix products (BLAS), the generic hook's
+# sums in another order; held to a few units in the last place of the input's scale.
+
+
+def _filter_backends():
+    return ["numpy", "torch"]
+
+
+def _brute_filter(x, kernel):
+    """Float64 reference: every tap of the reflect-padded axis, one axis after the other."""
+    from subpix_xp.backends._generic import reflect_indices
+
+    r = len(kernel) // 2
+    for axis in (-1, -2):
+        n = x.shape[axis]
+        padded = np.take(x, np.array(reflect_indices(n, r, r)), axis=axis)
+        x = sum(kernel[j] * np.take(padded, np.arange(j, j + n), axis=axis) for j in range(len(kernel)))
+    return x
+
+
+@pytest.mark.parametrize("name", _filter_backends())
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_separable_filter_within_ulps_of_generic(name, dtype):
+    backend = load_backend(name)
+    native = hooks_for(backend.xp).separable_filter
+    assert native is not GENERIC.separable_filter
+    rng = np.random.default_rng(4)
+    eps = float(np.finfo(dtype).eps)
+    shapes = [(1, 1, 130, 97), (2, 1, 33, 64), (1, 2, 3, 5, 300), (4, 1, 1), (1, 1, 1, 1), (1, 2, 31)]
+    sizes = [1, 3, 5, 11, 25, 41, 63]
+    for shape in shapes:
+        for size in sizes:
+            for scale in (1.0, 1e4):
+                x = (rng.standard_normal(shape) * scale).astype(dtype)
+                kernel = _gauss(size / 8, size) if size % 3 else tuple(float(v) for v in rng.uniform(-1, 1, size))
+                weight = sum(abs(v) for v in kernel) ** 2  # bounds the output by weight * max|x|
+                before = x.copy()
+                got = native(backend.asarray(x), kernel, xp=backend.xp)
+                want = GENERIC.separable_filter(backend.asarray(x), kernel, xp=backend.xp)
+                g, e = to_numpy(got), to_numpy(want)
+                what = f"{name} {dtype} {shape} size {size} scale {scale}"
+                assert g.dtype == e.dtype == np.dtype(dtype) and g.shape == e.shape == shape, what
+                # Recursive summation of k products per axis: at most about k rounding errors each.
+                bound = (size + 1) * eps * weight * float(np.abs(x).max())
+                np.testing.assert_allclose(g, e, rtol=0, atol=bound, err_msg=what)
+                np.testing.assert_allclose(g, _brute_filter(x.astype(np.float64), kernel), rtol=0, atol=bound,
+                                           err_msg=what)
+                np.testing.assert_array_equal(to_numpy(backend.asarray(x)), before, err_msg=f"{what}: input changed")
+
+
+@pytest.mark.parametrize("name", _filter_backends())
+def test_separable_filter_non_finite_input_equals_generic(name):
+    """A banded product multiplies whole windows, zeros of the band included (``0 * inf`` is NaN): an
+    input with infinities or NaN takes the generic hook, so they spread exactly as far as the kernel reaches."""
+    backend = load_backend(name)
+    rng = np.random.default_rng(5)
+    kernel = _gauss(1.2, 9)
+    for bad in (np.inf, -np.inf, np.nan):
+        x = rng.standard_normal((1, 1, 40, 70)).astype("float32")
+        x[0, 0, 20, 35] = bad
+        got = to_numpy(hooks_for(backend.xp).separable_filter(backend.asarray(x), kernel, xp=backend.xp))
+        want = to_numpy(GENERIC.separable_filter(backend.asarray(x), kernel, xp=backend.xp))
+        np.testing.assert_array_equal(got, want)
+        assert np.isfinite(got[0, 0, :10]).all() and not np.isfinite(got[0, 0, 20, 35])
+
+
+def test_separable_filter_torch_keeps_autograd_and_half_precision():
+    torch = pytest.importorskip("torch")
+    xp = load_backend("torch").xp
+    kernel = _gauss(1.0, 7)
+    x = torch.randn(1, 1, 20, 30, dtype=torch.float64, generator=torch.Generator().manual_seed(6), requires_grad=True)
+    out = hooks_for(xp).separable_filter(x, kernel, xp=xp)
+    assert out.requires_grad
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    (want,) = torch.autograd.grad(GENERIC.separable_filter(x, kernel, xp=xp).sum(), x)
+    torch.testing.assert_close(grad, want)
+    half = x.detach().to(torch.float16)
+    np.testing.assert_array_equal(to_numpy(hooks_for(xp).separable_filter(half, kernel, xp=xp)),
+                                  to_numpy(GENERIC.separable_filter(half, kernel, xp=xp)))
+
+
+def test_separable_filter_torch_off_cpu_path_is_bit_identical():
+    """Off the CPU (CUDA, where a float32 product may run in TF32) torch repeats the generic taps in
+    place; that path, run here on CPU tensors, equals the generic hook bit for bit."""
+    pytest.importorskip("torch")
+    from subpix_xp.backends import _torch
+
+    backend = load_backend("torch")
+    rng = np.random.default_rng(7)
+    for dtype in ("float32", "float64"):
+        for shape, kernel in [((2, 1, 17, 23), _gauss(1.3, 9)), ((1, 3, 12, 40), (0.1, 0.7, 0.2)),
+                              ((1, 1, 5, 6), _gauss(0.8, 7))]:
+            x = backend.asarray(rng.standard_normal(shape).astype(dtype))
+            np.testing.assert_array_equal(to_numpy(_torch._tap_filter(x, kernel)),
+                                          to_numpy(GENERIC.separable_filter(x, kernel, xp=backend.xp)))
 
 
 def test_generic_window_max_against_brute_force():

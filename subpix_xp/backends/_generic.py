@@ -6,6 +6,7 @@ test-suite holds each override against the function here.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -98,12 +99,18 @@ def reflect_indices(n: int, before: int, after: int) -> list[int]:
     The edge sample is not repeated (NumPy's ``"reflect"``, PyTorch's ``"reflect"``, SciPy's
     ``"mirror"``); a pad wider than the axis keeps reflecting, and an axis of length 1 repeats.
     """
+    return list(reflect_tuple(n, before, after))
+
+
+@functools.lru_cache(maxsize=256)
+def reflect_tuple(n: int, before: int, after: int) -> tuple[int, ...]:
+    """:func:`reflect_indices` as a tuple, cached (a pyramid asks for the same few axes again and again)."""
     period = 2 * (n - 1)
     out = []
     for i in range(-before, n + after):
         j = i % period if period else 0
         out.append(period - j if j >= n else j)
-    return out
+    return tuple(out)
 
 
 def separable_filter(x: Array, kernel: tuple[float, ...], *, xp: Namespace) -> Array:
@@ -123,7 +130,7 @@ def separable_filter(x: Array, kernel: tuple[float, ...], *, xp: Namespace) -> A
         n = x.shape[axis]
         if n == 0:
             continue
-        index = xp.asarray(reflect_indices(n, radius, radius), device=_device(x))
+        index = xp.asarray(reflect_tuple(n, radius, radius), device=_device(x))
         padded = xp.take(x, index, axis=axis)
 
         def tap(start: int, padded: Array = padded, axis: int = axis, n: int = n) -> Array:

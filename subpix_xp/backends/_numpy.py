@@ -1,18 +1,33 @@
-"""NumPy hooks: in-place scatter and ``np.pad``; window reductions and filtering stay generic (already vectorised)."""
+"""NumPy hooks: in-place scatter, ``np.pad``, a banded-matmul separable filter; window reductions stay generic.
+
+The window reductions stay generic: the generic hook is already a few vectorised passes, and
+``scipy.ndimage.maximum_filter`` lets NaN lose (``fmax``) where ``maximum`` propagates it.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 from . import GENERIC, _generic
 
 
 def pad(x: Any, widths: tuple[tuple[int, int], ...], value: float | bool, *, xp: Any) -> Any:
+    """``np.pad``'s result without its per-call overhead (2-3 times faster on NMS's mask blocks):
+    one uninitialised buffer, the input copied into its centre, and only the padded slabs filled."""
     import numpy as np
 
-    full = [(0, 0)] * (x.ndim - len(widths)) + list(widths)
-    return np.pad(x, full, constant_values=value)
+    lead = x.ndim - len(widths)
+    sides = x.shape[lead:]
+    out = np.empty(x.shape[:lead] + tuple(n + a + b for n, (a, b) in zip(sides, widths)), dtype=x.dtype)
+    centre: tuple[slice, ...] = tuple(slice(a, a + n) for n, (a, _) in zip(sides, widths))
+    out[(slice(None),) * lead + centre] = x
+    for axis, (n, (a, b)) in enumerate(zip(sides, widths), start=lead):
+        for slab, width in ((slice(0, a), a), (slice(a + n, None), b)):
+            if width:
+                out[(slice(None),) * axis + (slab,)] = value
+    return out
 
 
 def expand(values: Any, index: Any, base: Any, *, xp: Any) -> Any:
@@ -48,6 +63,99 @@ def outer(a: Any, b: Any, *, xp: Any) -> Any:
     return np.einsum("...i,...j->...ij", a, b)
 
 
+# Output samples per matrix product of the separable filter: large enough that a product runs at
+# BLAS speed, small enough that the band (``chunk + k - 1`` taps per output) wastes few flops.
+_FILTER_CHUNK = 16
+
+
+@functools.lru_cache(maxsize=64)
+def _band(kernel: tuple[float, ...], chunk: int, dtype: str) -> Any:
+    """The ``(chunk + k - 1, chunk)`` matrix whose column ``i`` holds ``kernel`` from row ``i`` (read-only)."""
+    import numpy as np
+
+    k = len(kernel)
+    band = np.zeros((chunk + k - 1, chunk), dtype=dtype)
+    cols = np.arange(chunk)
+    for j, weight in enumerate(kernel):
+        band[cols + j, cols] = weight
+    band.flags.writeable = False
+    return band
+
+
+@functools.lru_cache(maxsize=256)
+def _border_indices(n: int, radius: int) -> tuple[Any, Any]:
+    """The source positions of the ``radius`` reflected samples before and after an axis of length ``n``."""
+    import numpy as np
+
+    source = np.array(_generic.reflect_tuple(n, radius, radius), dtype=np.intp)
+    source.flags.writeable = False
+    return source[:radius], source[radius + n :]
+
+
+def _reflect_into(buffer: Any, axis: int, radius: int, n: int) -> None:
+    """Fill ``buffer``'s reflected borders along ``axis`` from its samples ``radius .. radius + n - 1``,
+    and zero whatever lies past them (the round-up to whole chunks)."""
+    import numpy as np
+
+    def part(start: int, stop: int | None) -> tuple[slice, ...]:
+        return (slice(None),) * axis + (slice(start, stop),)
+
+    inner = buffer[part(radius, radius + n)]
+    before, after = _border_indices(n, radius)
+    buffer[part(0, radius)] = np.take(inner, before, axis=axis)
+    buffer[part(radius + n, n + 2 * radius)] = np.take(inner, after, axis=axis)
+    buffer[part(n + 2 * radius, None)] = 0
+
+
+def separable_filter(x: Any, kernel: tuple[float, ...], *, xp: Any) -> Any:
+    """The generic hook's filter as banded matrix products (BLAS), one batched product per axis.
+
+    The reflect-padded axis, rounded up to whole chunks of ``c = 16`` outputs and seen as
+    overlapping windows of ``c + k - 1`` samples (a strided view, no copy), times the
+    ``(c + k - 1, c)`` matrix whose column ``i`` holds the kernel from row ``i``. On a 1024x1024
+    float32 image with an 11 to 25-tap Gaussian: 3-4 times faster than the generic taps and than
+    ``scipy.ndimage.correlate1d`` (a 1-D loop in double precision, no faster than the taps here).
+    The result is the generic hook's sums in another order (BLAS, with fused multiply-adds), in the
+    input dtype: within a few units in the last place of the generic result. A product multiplies
+    every sample of a window by the band, zeros included, so an input with infinities or NaN
+    (``0 * inf`` would spread NaN across a chunk) takes the generic hook, as do other dtypes and
+    even kernels.
+    """
+    import numpy as np
+
+    k, radius = len(kernel), len(kernel) // 2
+    if (
+        k % 2 != 1
+        or x.dtype not in (np.float32, np.float64)
+        or x.ndim < 2
+        or x.size == 0
+        or not np.isfinite(np.sum(x))  # one fast pass; an overflowing sum only costs the generic path
+    ):
+        return _generic.separable_filter(x, kernel, xp=xp)
+    h, w = x.shape[-2:]
+    flat = x.reshape(-1, h, w)
+    lead = flat.shape[0]
+    chunk = min(_FILTER_CHUNK, max(h, w))
+    band = _band(tuple(float(v) for v in kernel), chunk, x.dtype.name)
+    span = chunk + 2 * radius
+    wide, tall = -(-w // chunk) * chunk, -(-h // chunk) * chunk
+    windows = np.lib.stride_tricks.sliding_window_view
+    # Along x: (chunks, rows, chunk) = windows (chunks, rows, span) @ band.
+    padded = np.empty((lead * h, wide + 2 * radius), dtype=x.dtype)
+    padded[:, radius : radius + w] = flat.reshape(lead * h, w)
+    _reflect_into(padded, 1, radius, w)
+    along_x = np.matmul(windows(padded, span, axis=1)[:, ::chunk].transpose(1, 0, 2), band)
+    # Along y, on the x-filtered rows (all ``wide`` columns): (lead, chunks, chunk, wide).
+    padded = np.empty((lead, tall + 2 * radius, wide), dtype=x.dtype)
+    inner = padded[:, radius : radius + h].reshape(lead, h, wide // chunk, chunk)
+    inner[...] = along_x.reshape(wide // chunk, lead, h, chunk).transpose(1, 2, 0, 3)
+    _reflect_into(padded, 1, radius, h)
+    out = np.matmul(band.T, windows(padded, span, axis=1)[:, ::chunk].swapaxes(-1, -2)).reshape(lead, tall, wide)
+    if tall != h or wide != w:
+        out = np.ascontiguousarray(out[:, :h, :w])
+    return out.reshape(x.shape)
+
+
 def blockwise(op: str, kernel: Any, /, *arrays: Any, xp: Any, **params: Any) -> Any:
     """Run the kernel with NumPy's floating-point warnings silenced.
 
@@ -78,4 +186,5 @@ HOOKS = dataclasses.replace(
     softmax=softmax,
     outer=outer,
     blockwise=blockwise,
+    separable_filter=separable_filter,
 )

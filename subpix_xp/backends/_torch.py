@@ -1,8 +1,10 @@
-"""PyTorch hooks: native max pooling (accelerators), ``F.pad`` and out-of-place ``index_put`` (autograd-friendly)."""
+"""PyTorch hooks: native max pooling (accelerators), ``F.pad``, out-of-place ``index_put`` (autograd-friendly),
+banded-matmul filtering on CPU."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
@@ -68,16 +70,18 @@ def expand(values: Any, index: Any, base: Any, *, xp: Any) -> Any:
 
 
 def separable_filter(x: Any, kernel: tuple[float, ...], *, xp: Any) -> Any:
-    """The generic hook's arithmetic, in place: ``F.pad`` reflection and one buffer per axis.
+    """The generic hook's filter: banded matrix products on CPU, in-place taps elsewhere.
 
-    Every tap is added in the generic order with the same roundings (a sum of mirrored taps, then
-    the product with the weight, then the accumulation), so the result is bit-identical, and
-    about twice as fast on CPU (no temporaries; faster there than oneDNN's convolution). Inputs
-    that need a gradient, half precision, ``torch.compile`` and axes no longer than the kernel
-    radius take the generic (out-of-place) path.
+    On CPU each chunk of 16 outputs along an axis is the reflect-padded chunk times a banded matrix
+    of the kernel (:func:`_band_filter`, as the NumPy hook): two to three times faster than the taps
+    on a 1024x1024 float32 image (``conv2d`` with a 1-D kernel is ten times slower than both), the
+    same sums in another order, so within a few units in the last place of the generic hook.
+    Elsewhere (CUDA, where a float32 product may run in TF32), and for an input with infinities or
+    NaN (see the NumPy hook), the generic hook's arithmetic runs in place (:func:`_tap_filter`):
+    bit-identical to it. Inputs that need a gradient, half precision, ``torch.compile``, and axes no
+    longer than the kernel radius off the banded path take the generic (out-of-place) path.
     """
     import torch
-    import torch.nn.functional as F
 
     k, radius = len(kernel), len(kernel) // 2
     if (
@@ -85,11 +89,101 @@ def separable_filter(x: Any, kernel: tuple[float, ...], *, xp: Any) -> Any:
         or x.dtype not in (torch.float32, torch.float64)
         or x.ndim < 2
         or x.numel() == 0
-        or min(x.shape[-2:]) <= radius
         or (torch.is_grad_enabled() and x.requires_grad)
         or torch.compiler.is_compiling()
     ):
         return _generic.separable_filter(x, kernel, xp=xp)
+    # A product multiplies every sample of a window by the band, zeros included: one infinity or NaN
+    # (``0 * inf``) would spread NaN across its chunk, so such inputs take the taps. The sum is one
+    # fast pass (an overflowing one only costs the taps), and only on CPU (no device sync).
+    if x.device.type == "cpu" and math.isfinite(float(x.sum())):
+        return _band_filter(x, tuple(float(v) for v in kernel))
+    if min(x.shape[-2:]) <= radius:
+        return _generic.separable_filter(x, kernel, xp=xp)
+    return _tap_filter(x, kernel)
+
+
+# Output samples per matrix product of the banded filter: large enough that a product runs at BLAS
+# speed, small enough that the band (``chunk + k - 1`` taps per output) wastes few flops.
+_FILTER_CHUNK = 16
+
+
+@functools.lru_cache(maxsize=64)
+def _band(kernel: tuple[float, ...], chunk: int, dtype: Any) -> Any:
+    """The CPU ``(chunk + k - 1, chunk)`` matrix whose column ``i`` holds ``kernel`` from row ``i``."""
+    import torch
+
+    k = len(kernel)
+    band = torch.zeros((chunk + k - 1, chunk), dtype=dtype)
+    cols = torch.arange(chunk)
+    for j, weight in enumerate(kernel):
+        band[cols + j, cols] = weight
+    return band
+
+
+@functools.lru_cache(maxsize=256)
+def _border_indices(n: int, radius: int) -> tuple[Any, Any]:
+    """The source positions of the ``radius`` reflected samples before and after an axis of length ``n``."""
+    import torch
+
+    source = _generic.reflect_tuple(n, radius, radius)
+    return torch.tensor(source[:radius], dtype=torch.int64), torch.tensor(source[radius + n :], dtype=torch.int64)
+
+
+def _reflect_into(buffer: Any, axis: int, radius: int, n: int) -> None:
+    """Fill ``buffer``'s reflected borders along ``axis`` from its samples ``radius .. radius + n - 1``,
+    and zero whatever lies past them (the round-up to whole chunks)."""
+    import torch
+
+    inner = buffer.narrow(axis, radius, n)
+    before, after = _border_indices(n, radius)
+    buffer.narrow(axis, 0, radius).copy_(torch.index_select(inner, axis, before))
+    buffer.narrow(axis, radius + n, radius).copy_(torch.index_select(inner, axis, after))
+    buffer.narrow(axis, n + 2 * radius, buffer.shape[axis] - n - 2 * radius).zero_()
+
+
+def _band_filter(x: Any, kernel: tuple[float, ...]) -> Any:
+    """Each axis as one batched product: the reflect-padded axis, rounded up to whole chunks of
+    ``chunk`` outputs and seen as overlapping windows of ``chunk + k - 1`` samples (``unfold``, no
+    copy), times the banded matrix. The padding is finite (zeros), so the extra outputs are finite
+    and cropped."""
+    import torch
+
+    radius = len(kernel) // 2
+    h, w = x.shape[-2:]
+    flat = x.reshape(-1, h, w)
+    lead = flat.shape[0]
+    chunk = min(_FILTER_CHUNK, max(h, w))
+    band = _band(kernel, chunk, x.dtype)
+    span = chunk + 2 * radius
+    wide, tall = -(-w // chunk) * chunk, -(-h // chunk) * chunk
+    # Along x: (chunks, rows, chunk) = windows (chunks, rows, span) @ band.
+    padded = torch.empty((lead * h, wide + 2 * radius), dtype=x.dtype)
+    padded.narrow(1, radius, w).copy_(flat.reshape(lead * h, w))
+    _reflect_into(padded, 1, radius, w)
+    along_x = torch.matmul(padded.unfold(1, span, chunk).transpose(0, 1), band)
+    # Along y, on the x-filtered rows (all ``wide`` columns): (lead, chunks, chunk, wide).
+    padded = torch.empty((lead, tall + 2 * radius, wide), dtype=x.dtype)
+    inner = padded.narrow(1, radius, h).unflatten(2, (wide // chunk, chunk))
+    inner.copy_(along_x.reshape(wide // chunk, lead, h, chunk).permute(1, 2, 0, 3))
+    _reflect_into(padded, 1, radius, h)
+    out = torch.matmul(band.T, padded.unfold(1, span, chunk).transpose(-1, -2)).reshape(lead, tall, wide)
+    if tall != h or wide != w:
+        out = out[:, :h, :w].contiguous()
+    return out.reshape(x.shape)
+
+
+def _tap_filter(x: Any, kernel: tuple[float, ...]) -> Any:
+    """The generic hook's arithmetic in place: ``F.pad`` reflection and one buffer per axis.
+
+    Every tap is added in the generic order with the same roundings (a sum of mirrored taps, then
+    the product with the weight, then the accumulation), so the result is bit-identical; about
+    twice as fast as the generic hook (no temporaries). Needs both axes longer than the radius.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    k, radius = len(kernel), len(kernel) // 2
     symmetric = tuple(kernel) == tuple(reversed(kernel))
     lead, (h, w) = x.shape[:-2], x.shape[-2:]
     flat = x.reshape(-1, 1, h, w)
