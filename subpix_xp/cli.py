@@ -936,7 +936,7 @@ def _sift_row(scene: Scene, k: int, repeat: int) -> dict[str, Any] | None:
         import cv2
     except ImportError:
         return None
-    sift = cv2.SIFT_create()  # OpenCV's defaults, every keypoint (nfeatures=0); the top k are taken below
+    sift = cv2.SIFT_create()  # type: ignore[attr-defined]  # (absent from OpenCV's stubs) OpenCV's defaults, every keypoint (nfeatures=0); the top k are taken below
     keypoints, times, first = _time_runs(lambda: sift.detect(scene.image, None), repeat)
     # SIFT repeats a keypoint once per dominant orientation: keep one per location, strongest first.
     unique: dict[tuple[float, float], Any] = {}
@@ -962,14 +962,17 @@ def run_demo(backends: Sequence[str], *, seed: int = 0, noise: float = 0.005, nu
     k = num_features or scene.x.size
     batch = scene.as_float().astype(dtype)[None, None]
     options = dict(options or {})
-    rows, shown = [], {}
+    rows: list[dict[str, Any]] = []
+    shown: dict[str, Any] = {}
     plans = [(name, options, "") for name in backends]
     if kornia_row and "numpy" in backends and options.get("spatial_refit", True):
         plans.append(("numpy", {**options, "spatial_refit": False}, "kornia-compatible: spatial_refit=False"))
     for name, opts, note in plans:
         runner = Runner(name)
-        result, times, first = _time_runs(lambda runner=runner, opts=opts: runner(batch, num_features=k, **opts),
-                                          repeat)
+        def detect(runner: Runner = runner, opts: dict[str, Any] = opts) -> dict[str, np.ndarray]:
+            return runner(batch, num_features=k, **opts)
+
+        result, times, first = _time_runs(detect, repeat)
         label = f"subpix-xp {runner.label}" + (" (3-D fit only)" if note else "")
         rows.append(_evaluate(scene, label, result["x"][0], result["y"][0], result["response"][0],
                               result["scale"][0], times, first, note))
