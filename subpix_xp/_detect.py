@@ -419,13 +419,13 @@ def _select(fields: list[Array], k: int, radius: float | None, scale_step: float
     score = xp.where(fields[5], fields[0], xp.full_like(fields[0], -math.inf))
     b = score.shape[0]
     if radius is not None:
-        order = xp.argsort(score, axis=1, descending=True, stable=True)[:, : 2 * k]
+        order = xp.argsort(score, axis=1, descending=True, stable=True)[:, : min(2 * k, score.shape[1])]
         fields = [xp.take_along_axis(a, order, axis=1) for a in fields]
         score, x, y, log_sigma, bright, kept = fields
         kept = kept & ~r.duplicates(x, y, log_sigma, kept, radius, scale_step * (1.0 + 1e-6), xp=xp)
         fields[5] = kept
         score = xp.where(kept, score, xp.full_like(score, -math.inf))
-    order = xp.argsort(score, axis=1, descending=True, stable=True)[:, :k]
+    order = xp.argsort(score, axis=1, descending=True, stable=True)[:, : min(k, score.shape[1])]
     score, x, y, log_sigma, bright, kept = (xp.take_along_axis(a, order, axis=1) for a in fields)
     if order.shape[1] < k:
         pad = k - order.shape[1]
