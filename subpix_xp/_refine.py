@@ -202,13 +202,15 @@ def local_fit2d(
     row = xp.clip(xp.round(y), 1.0, xp.astype(h - 2, dtype))
     col = xp.clip(xp.round(x), 1.0, xp.astype(w - 2, dtype))
     centre = base + (xp.astype(l0, h.dtype) * h + xp.astype(row, h.dtype)) * w + xp.astype(col, h.dtype)
-    plane = h * w
+    # One gather of the 3x3 neighbourhood on both levels (one consumer keeps XLA's fusion small).
+    offsets = [dl * (h * w) + dy * w + dx for dl in (0, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    m = level.shape[1]
+    patch = xp.reshape(xp.take_along_axis(resp, xp.concat([centre + o for o in offsets], axis=1), axis=1),
+                       (-1, 2, 9, m))
+    patch = patch[:, 0, ...] + t[:, None, :] * (patch[:, 1, ...] - patch[:, 0, ...])
 
     def at(dy: int, dx: int) -> Array:
-        offset = centre + (dy * w + dx)
-        lower = xp.take_along_axis(resp, offset, axis=1)
-        upper = xp.take_along_axis(resp, offset + plane, axis=1)
-        return lower + t * (upper - lower)
+        return patch[:, (dy + 1) * 3 + (dx + 1), :]
 
     c = at(0, 0)
     east, west, south, north = at(0, 1), at(0, -1), at(1, 0), at(-1, 0)
