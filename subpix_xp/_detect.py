@@ -1,22 +1,32 @@
 """Multi-scale blob detection: a difference-of-Gaussians scale space refined by :mod:`subpix_xp`.
 
-The pipeline is kornia's ``ScaleSpaceDetector`` with a ``BlobDoG`` response, as the seed page
-configures it (``ScalePyramid(3, 1.6, 32, double_image=True)``, ``minima_are_also_good=True``,
-sub-pixel refinement without a strict-maxima bonus), built from this package's own operations:
+The pipeline is SIFT's keypoint stage (kornia's ``ScaleSpaceDetector`` with a ``BlobDoG``
+response, as the seed page configures it: ``ScalePyramid(3, 1.6, 32, double_image=True)``,
+``minima_are_also_good=True``, bonus-free quadratic refinement), built from this package's own
+operations:
 
-1. :func:`~subpix_xp._pyramid.scale_pyramid`: Gaussian octaves (the separable blur is the
+1. the image as one grey channel (integers divided by their dtype's largest value), scaled by a
+   power of two to a peak in ``[0.5, 1)`` (exact, so only ``response`` changes, and every later
+   product stays finite); NaN or infinite pixels are an error;
+2. :func:`~subpix_xp._pyramid.scale_pyramid`: Gaussian octaves (the separable blur is the
    :attr:`Hooks.separable_filter` hook);
-2. per octave, the DoG response ``L(k sigma) - L(sigma)`` over ``n_levels + 2`` levels, its strict
-   3x3x3 maxima and minima (:func:`nms3d_minmax`) and their quadratic sub-voxel refinement
-   (:class:`AdaptiveQuadInterp3d`, maxima and negated minima in one stacked call);
-3. a minimum is a candidate when its refined negated response beats the response at that voxel
-   (kornia's rule); candidates whose ``border_sigmas``-sigma disc does not stay ``border`` octave
-   pixels inside the octave are dropped, *before* ranking (kornia ranks first, kornia#5741);
-4. optionally (``spatial_refit``, the default) a 2-D re-fit of each kept centre at its refined
-   scale, which removes the bias the 3-D fit's scale coupling leaves (kornia has no such step);
-5. the ``num_features`` strongest candidates of each image over all octaves, in a fixed-size
-   result: the static-shape selection (``argsort``) runs under ``jax.jit``, the sparse one
-   (``nonzero``) where the backend allows data-dependent shapes; both give the same answer.
+3. per octave, the DoG response ``L(k sigma) - L(sigma)`` over ``n_levels + 2`` levels and its
+   strict 3x3x3 maxima and minima (:func:`nms3d_minmax`); with a ``threshold``, extrema below
+   half of it are dropped (SIFT's pre-test);
+4. the ``max_candidates`` strongest extrema of each image over all octaves (a fixed budget, the
+   same on every path: ``nonzero`` where shapes may depend on data, a packed static selection
+   under ``jax.jit``), refined by :func:`~subpix_xp._refine.refine` (the rule of
+   :func:`iterative_quad_interp3d`, read with gathers); extrema whose refinement fails are dropped
+   unless ``keep_unrefined``;
+5. a minimum counts when its refined negated response beats the response at its voxel (kornia's
+   rule); a keypoint whose ``border_sigmas``-sigma disc leaves the octave's ``border`` is dropped;
+   then the contrast threshold on the refined response, SIFT's edge test on the 2-D Hessian of
+   the DoG at the refined scale, and (``spatial_refit``) a 2-D re-fit of the centre there;
+6. the ``num_features`` strongest per image, one per blob (``duplicate_radius``), in a fixed-size
+   result.
+
+Every step has static shapes after step 4's selection, so eager and compiled runs, and every
+backend, evaluate the same arithmetic on the same candidates.
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ __all__ = ["Blobs", "detect_blobs"]
 
 _FUNC = "detect_blobs"
 _EXTRA_LEVELS = 3  # a DoG octave searching n_levels levels needs n_levels + 3 Gaussian levels
+_SAME_SCALE_LEVELS = 1.5  # duplicates: scales within 1.5 levels (half an octave with 3 levels)
 _THRESHOLD = 0.04 / 3  # OpenCV SIFT's contrastThreshold / nOctaveLayers, relative to the image's range
 # Beyond what the subpix operations use.
 _NEEDS = ("argsort", "take_along_axis", "searchsorted", "cumulative_sum")
@@ -85,7 +96,7 @@ def detect_blobs(
     minima_are_also_good: bool = True,
     threshold: float | None = _THRESHOLD,
     edge_ratio: float | None = 10.0,
-    duplicate_radius: float | None = 0.5,
+    duplicate_radius: float | None = 0.75,
     border: float = 5.0,
     border_sigmas: float = 3.0,
     spatial_refit: bool = True,
@@ -134,9 +145,9 @@ def detect_blobs(
         dropped when ``det(H) <= 0`` or ``tr(H)**2 / det(H) >= (r + 1)**2 / r``. ``None``: none.
     duplicate_radius : float or None, optional
         One keypoint per blob: a keypoint is dropped when a stronger one lies within
-        ``duplicate_radius`` times the smaller of their two sigmas, at a scale within one level
-        (``2 ** (1 / n_levels)``). The rule runs over the ``2 * num_features`` strongest
-        keypoints. ``None``: keep duplicates (kornia).
+        ``duplicate_radius`` times the smaller of their two sigmas, at a scale within 1.5 levels
+        (a factor ``2 ** (1.5 / n_levels)``). The rule runs over the ``2 * num_features``
+        strongest keypoints. ``None``: keep duplicates (kornia).
     border, border_sigmas : float, optional
         Keep a blob when the disc of radius ``border_sigmas * sigma`` around it lies ``border``
         octave pixels inside its octave (kornia: ``mr_size / 2 = 3`` and 5).
@@ -228,7 +239,8 @@ def detect_blobs(
     if fields is None:
         return _squeeze(_empty(b, k, dtype, image, xp=xp), single)
     fields[-1] = fields[-1] & usable
-    blobs = _select(fields, k, duplicate_radius, math.log(2.0) / params.n_levels, xp=xp)
+    same_scale = _SAME_SCALE_LEVELS * math.log(2.0) / params.n_levels
+    blobs = _select(fields, k, duplicate_radius, same_scale, xp=xp)
     return _squeeze(blobs._replace(response=blobs.response / unit), single)
 
 

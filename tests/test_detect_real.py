@@ -114,8 +114,8 @@ def test_one_keypoint_per_blob_on_a_photograph():
     assert v.sum() > 50
     assert len({(a, b, c) for a, b, c in zip(x, y, s)}) == v.sum(), "exact copies"
     d = np.hypot(x[:, None] - x[None], y[:, None] - y[None])
-    same_scale = np.abs(np.log2(s[:, None] / s[None])) <= 1 / 3 + 1e-6
-    close = (d <= 0.5 * np.minimum(s[:, None], s[None])) & same_scale & ~np.eye(len(x), dtype=bool)
+    same_scale = np.abs(np.log2(s[:, None] / s[None])) <= 0.5 + 1e-6
+    close = (d <= 0.75 * np.minimum(s[:, None], s[None])) & same_scale & ~np.eye(len(x), dtype=bool)
     assert not close.any(), "two keypoints of one blob"
     # Without the rule the same photograph has copies: the test can fail.
     raw = _fields(detect_blobs(image, 300, duplicate_radius=None, edge_ratio=None, threshold=None,
