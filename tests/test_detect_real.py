@@ -241,8 +241,10 @@ def test_non_finite_pixels_under_jit_give_no_keypoints():
 
     image = _edge_and_blob().astype(np.float32)
     image[10, 20] = np.nan
-    out = jax.jit(lambda im: detect_blobs(im, 5))(backend.asarray(np.stack([image, _edge_and_blob()])[:, None]))
-    valid = to_numpy(out.valid)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nor JAX's int64-truncation warnings (issue 12.5)
+        out = jax.jit(lambda im: detect_blobs(im, 5))(backend.asarray(np.stack([image, _edge_and_blob()])[:, None]))
+        valid = to_numpy(out.valid)
     assert not valid[0].any() and valid[1].any()
 
 
