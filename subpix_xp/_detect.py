@@ -412,7 +412,7 @@ def _keypoints(octaves: list[Any], p: _Params, floor: Array | None, hooks: Hooks
     if p.edge_ratio is not None or p.spatial_refit:
         fit = r.local_fit2d(resp, geometry, level, x, y, xp=xp)
         if p.edge_ratio is not None:
-            valid = valid & ~r.edge_like(*fit[4:], p.edge_ratio, xp=xp)
+            valid = valid & ~r.edge_like(fit[4], fit[5], fit[6], p.edge_ratio, xp=xp)
         if p.spatial_refit:
             x, y = r.refit_xy(fit, x, y, xp=xp)
     fx, fy = table(5, resp.dtype), table(6, resp.dtype)
