@@ -20,6 +20,9 @@ from subpix_xp.backends import GENERIC, _generic, hooks_for
 from subpix_xp.testing import to_numpy
 
 FIELDS = ("x", "y", "scale", "response", "bright", "valid")
+# The documented configuration that reproduces kornia's ScaleSpaceDetector.
+KORNIA = {"threshold": None, "edge_ratio": None, "duplicate_radius": None, "spatial_refit": False,
+          "keep_unrefined": True, "max_candidates": 0}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -169,7 +172,7 @@ def _nearest(fields, ref):
 def test_agrees_with_kornia_scale_space_detector(kornia_camera, name):
     image, ref = kornia_camera
     backend = load_backend(name)
-    fields = _numpy_fields(detect_blobs(backend.asarray(image[None, None]), 1000, spatial_refit=False))
+    fields = _numpy_fields(detect_blobs(backend.asarray(image[None, None]), 1000, **KORNIA))
     j, dist, ours = _nearest(fields, ref)
     matched = dist < 0.5
     # Nearly every kornia keypoint is ours too (kornia ranks before its border test, kornia#5741,
@@ -183,7 +186,7 @@ def test_agrees_with_kornia_scale_space_detector(kornia_camera, name):
 
 def test_refit_stays_close_to_kornia(kornia_camera):
     image, ref = kornia_camera
-    fields = _numpy_fields(detect_blobs(image[None, None], 1000))
+    fields = _numpy_fields(detect_blobs(image[None, None], 1000, **{**KORNIA, "spatial_refit": True}))
     _, dist, _ = _nearest(fields, ref)
     matched = dist < 0.5
     assert matched.mean() >= 0.95
@@ -223,7 +226,7 @@ def test_static_shape_selection_equals_sparse(monkeypatch, scene):
     static = dataclasses.replace(hooks_for(load_backend("numpy").xp), supports_dynamic_shapes=lambda x: False,
                                  prefers_static_shapes=lambda x: True)
     monkeypatch.setattr(detect_module, "hooks_for", lambda xp: static)
-    dense = _numpy_fields(detect_blobs(image, 60, subpix_mode="patch"))
+    dense = _numpy_fields(detect_blobs(image, 60))
     for field in FIELDS:
         np.testing.assert_array_equal(dense[field], sparse[field], err_msg=field)
 
@@ -274,14 +277,18 @@ def test_errors_name_function_and_parameter():
     image = _two_blobs()[None, None]
     with pytest.raises(TypeError, match=r"detect_blobs.*image"):
         detect_blobs(image.tolist(), 5)
-    with pytest.raises(TypeError, match=r"detect_blobs.*floating"):
-        detect_blobs((image * 255).astype(np.uint8), 5)
-    with pytest.raises(ValueError, match=r"detect_blobs.*4-D"):
+    with pytest.raises(TypeError, match=r"detect_blobs.*real"):
+        detect_blobs(image.astype(np.complex64), 5)
+    with pytest.raises(ValueError, match=r"detect_blobs.*\(H, W\).*\(B, C, H, W\).*transpose"):
         detect_blobs(image[0], 5)
     with pytest.raises(ValueError, match="num_features"):
         detect_blobs(image, -1)
-    with pytest.raises(ValueError, match="subpix_mode"):
-        detect_blobs(image, 5, subpix_mode="fast")
+    with pytest.raises(ValueError, match="edge_ratio"):
+        detect_blobs(image, 5, edge_ratio=0.5)
+    with pytest.raises(ValueError, match="threshold"):
+        detect_blobs(image, 5, threshold=math.nan)
+    with pytest.raises(ValueError, match="max_candidates"):
+        detect_blobs(image, 5, max_candidates=-1)
     with pytest.raises(TypeError, match="spatial_refit"):
         detect_blobs(image, 5, spatial_refit=1)
     assert {"detect_blobs", "Blobs"} <= set(subpix_xp.__all__)

@@ -1,0 +1,279 @@
+"""The keypoint stage of :func:`~subpix_xp.detect_blobs` on a fixed candidate budget.
+
+Every step here works on per-image arrays of a shape fixed by the input's and by Python integers
+(``(B, M)`` candidates of a ``(B, V)`` flattened response volume), with gathers
+(``take_along_axis``) and elementwise arithmetic only, so one code path runs eagerly, under
+``jax.jit`` and on accelerators, with the same arithmetic everywhere:
+
+- :func:`select_candidates`: the ``M`` strongest entries of each row (ties: the earlier voxel),
+  found with ``nonzero`` where shapes may depend on data, else packed with a running count;
+- :func:`refine`: the quadratic sub-voxel rule of :mod:`subpix_xp._quad_interp` (the same
+  derivatives, scaled solve, steps and convergence test) iterated at the candidates only;
+- :func:`local_fit2d`: the 2-D spatial derivatives of the response at a refined scale, for the
+  edge test and the spatial re-fit;
+- :func:`duplicates`: the one-shot rule that keeps one keypoint per blob.
+
+Flat indices never exceed one image's volume, so they fit JAX's default 32-bit integers up to
+``2**31`` voxels per octave.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ._common import device
+from ._quad_interp import _NEIGHBOURS, _converged, _derivatives, _solve, _step
+from .backends import Hooks
+
+Array = Any
+
+__all__ = ["duplicates", "edge_like", "local_fit2d", "refine", "refit_xy", "select_candidates"]
+
+_REFIT_STEP = 0.6  # the nearest pixel is within 0.5 of a true peak; a longer step is not one
+_REFIT_RATIO = 10.0  # the re-fit trusts a 2-D fit whose principal curvature ratio is below this
+
+
+def index_limit(dtype: Any, *, xp: Any) -> int:
+    """The largest value of the integer ``dtype``."""
+    return int(xp.iinfo(dtype).max)
+
+
+def check_index_range(func: str, count: int, dtype: Any, *, xp: Any) -> None:
+    """``ValueError`` when flat indices up to ``count`` do not fit the default integer ``dtype``."""
+    limit = index_limit(dtype, xp=xp)
+    if count > limit:
+        msg = (f"{func}: the image is too large for {dtype} indices ({count} > {limit} positions per octave); "
+               "use a smaller image, or enable 64-bit integers (JAX: jax.config.update('jax_enable_x64', True))")
+        raise ValueError(msg)
+
+
+# ---------------------------------------------------------------------------------------------
+# Candidate selection
+
+
+def select_candidates(score: Array, valid: Array, m: int, cap: int, hooks: Hooks, *, xp: Any) -> tuple[Array, Array]:
+    """``(index, kept)``, ``(B, m)``: the ``m`` highest-scoring valid entries of each row of ``score`` ``(B, V)``.
+
+    Strongest first; ties keep the earlier entry (a stable descending sort). Slots past a row's
+    last valid entry hold index 0 and ``kept`` False. ``cap`` bounds the valid count of every row
+    (the static path packs that many slots). Both paths give identical results, except that the
+    dynamic one drops trailing slots that no row fills.
+    """
+    if hooks.supports_dynamic_shapes(score):
+        return _top_sparse(score, valid, m, hooks, xp=xp)
+    return _top_static(score, valid, m, cap, xp=xp)
+
+
+def _top_sparse(score: Array, valid: Array, k: int, hooks: Hooks, *, xp: Any) -> tuple[Array, Array]:
+    """:func:`select_candidates` with ``nonzero``: only the valid entries are sorted."""
+    b, n = score.shape
+    dev = device(score)
+    rows, cols = xp.nonzero(valid)
+    index = xp.zeros(b * k, dtype=cols.dtype, device=dev)
+    kept = xp.zeros(b * k, dtype=xp.bool, device=dev)
+    if rows.shape[0] > 0 and k > 0:
+        values = xp.take(xp.reshape(score, (b * n,)), rows * n + cols)
+        by_value = xp.argsort(values, descending=True, stable=True)  # ties: the earlier entry
+        grouped = xp.take(by_value, xp.argsort(xp.take(rows, by_value), stable=True))
+        owner = xp.astype(xp.take(rows, grouped), cols.dtype)
+        rank = xp.arange(grouped.shape[0], dtype=cols.dtype, device=dev) - xp.searchsorted(owner, owner, side="left")
+        k = min(k, int(xp.max(rank)) + 1)  # no slot that no row fills
+        index, kept = index[: b * k], kept[: b * k]
+        keep = xp.nonzero(rank < k)[0]
+        slot = xp.take(owner, keep) * k + xp.take(rank, keep)  # strictly increasing
+        index = hooks.expand(xp.take(cols, xp.take(grouped, keep)), slot, index, xp=xp)
+        kept = hooks.expand(xp.ones(slot.shape, dtype=xp.bool, device=dev), slot, kept, xp=xp)
+    return xp.reshape(index, (b, k)), xp.reshape(kept, (b, k))
+
+
+def _top_static(score: Array, valid: Array, k: int, cap: int, *, xp: Any) -> tuple[Array, Array]:
+    """:func:`select_candidates` with static shapes (``jax.jit``): no ``nonzero``.
+
+    The valid positions of each row, at most ``cap`` of them, are packed in order into ``cap``
+    slots (a running count, then ``searchsorted`` on the running counts of a group of rows laid
+    end to end), and only those slots are sorted. Rows are grouped so that the keys of a group
+    fit the integer dtype (no silent wrap on large batches); a sort of the whole row is the
+    fallback when packing saves nothing.
+    """
+    b, n = score.shape
+    dev = device(score)
+    if cap >= n:
+        order = xp.argsort(xp.where(valid, score, xp.full_like(score, -math.inf)), axis=1, descending=True,
+                           stable=True)[:, :k]
+        return order, xp.take_along_axis(valid, order, axis=1)
+    index_dtype = xp.asarray(0, device=dev).dtype  # the default integer dtype
+    check_index_range("detect_blobs", n + 1 + cap, index_dtype, xp=xp)
+    per_group = max(1, (index_limit(index_dtype, xp=xp) - cap) // (n + 1))
+    parts = [_pack_sort(score[s : s + per_group, ...], valid[s : s + per_group, ...], k, cap, index_dtype, xp=xp)
+             for s in range(0, b, per_group)]
+    if len(parts) == 1:
+        return parts[0]
+    return xp.concat([p[0] for p in parts], axis=0), xp.concat([p[1] for p in parts], axis=0)
+
+
+def _pack_sort(score: Array, valid: Array, k: int, cap: int, index_dtype: Any, *, xp: Any) -> tuple[Array, Array]:
+    b, n = score.shape
+    dev = device(score)
+    count = xp.astype(xp.cumulative_sum(xp.astype(valid, xp.int32), axis=1), index_dtype)
+    rows = xp.reshape(xp.arange(b, dtype=index_dtype, device=dev), (b, 1))
+    keys = xp.reshape(count + rows * (n + 1), (b * n,))  # non-decreasing; b * (n + 1) + cap fits the dtype
+    slot = xp.reshape(xp.arange(1, cap + 1, dtype=index_dtype, device=dev), (1, cap))
+    where = xp.searchsorted(keys, xp.reshape(rows * (n + 1) + slot, (b * cap,)), side="left")
+    position = xp.reshape(where, (b, cap)) - rows * n
+    filled = slot <= count[:, n - 1 :]
+    position = xp.where(filled, position, xp.zeros_like(position))
+    lowest = xp.full(filled.shape, -math.inf, dtype=score.dtype, device=dev)
+    packed = xp.where(filled, xp.take_along_axis(score, position, axis=1), lowest)
+    best = xp.argsort(packed, axis=1, descending=True, stable=True)[:, :k]
+    return xp.take_along_axis(position, best, axis=1), xp.take_along_axis(filled, best, axis=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sub-voxel refinement at the candidates
+
+
+def refine(
+    resp: Array, index: Array, sign: Array, geometry: tuple[Array, ...], n_iters: int, threshold: float, *, xp: Any,
+) -> tuple[Array, Array, Array, Array, Array]:
+    """Refine the extrema of ``sign * resp`` at flat positions ``index`` ``(B, M)`` of ``resp`` ``(B, T)``.
+
+    ``resp`` holds each image's octave volumes laid end to end; ``geometry`` ``(base, d, h, w)``
+    gives, per candidate, where its volume starts in the row and its shape (integer arrays like
+    ``index``; every side at least 3), so one call refines the candidates of every octave. The
+    rule is :func:`~subpix_xp.iterative_quad_interp3d`'s (``allow_scale_steps=True``, no bonus),
+    with each neighbourhood read by one gather: returns ``(level, x, y, value, refined)``, each
+    ``(B, M)``, in volume coordinates. A candidate that is not refined (rejected, or
+    ``n_iters == 0``) keeps its grid position and input value.
+    """
+    base, d, h, w = geometry
+    dtype = resp.dtype
+    local = index - base
+    start = (local // (h * w), (local // w) % h, local % w)
+    start_value = sign * xp.take_along_axis(resp, index, axis=1)
+    grid = [xp.astype(p, dtype) for p in start]
+    if n_iters == 0:
+        return grid[0], grid[2], grid[1], start_value, xp.zeros(index.shape, dtype=xp.bool, device=device(resp))
+    m = index.shape[1]
+    size = (d, h, w)
+    offsets = [(dd * h + dh) * w + dw for dd, dh, dw in _NEIGHBOURS]
+    position = start
+    ok_all = xp.ones(index.shape, dtype=xp.bool, device=device(resp))
+    slot = {n: i for i, n in enumerate(_NEIGHBOURS)}
+    for it in range(n_iters):
+        cd, ch, cw = (xp.clip(p, 1, n - 2) for p, n in zip(position, size))
+        centre = base + (cd * h + ch) * w + cw
+        gather = xp.concat([centre + o for o in offsets], axis=1)
+        patch = sign[:, None, :] * xp.reshape(xp.take_along_axis(resp, gather, axis=1), (-1, len(_NEIGHBOURS), m))
+
+        def at(dd: int, dh: int, dw: int, patch: Array = patch) -> Array:
+            return patch[:, slot[(dd, dh, dw)], :]
+
+        sx, sy, ss, gds, solved = _solve(_derivatives(at), xp=xp)
+        new_position, ok, moved = _step(position, (ss, sy, sx), ok_all & solved, size, threshold, True, xp=xp)
+        if it == n_iters - 1:
+            refined = _converged((ss, sy, sx), ok, moved)
+        else:
+            position, ok_all = new_position, ok
+    final = base + (position[0] * h + position[1]) * w + position[2]
+    value = sign * xp.take_along_axis(resp, final, axis=1) + 0.5 * gds
+    level, x, y = (xp.astype(p, dtype) + s for p, s in ((position[0], ss), (position[2], sx), (position[1], sy)))
+    return (xp.where(refined, level, grid[0]), xp.where(refined, x, grid[2]), xp.where(refined, y, grid[1]),
+            xp.where(refined, value, start_value), refined)
+
+
+# ---------------------------------------------------------------------------------------------
+# The 2-D fit at the refined scale: edge test and spatial re-fit
+
+
+def local_fit2d(
+    resp: Array, geometry: tuple[Array, ...], level: Array, x: Array, y: Array, *, xp: Any,
+) -> tuple[Array, ...]:
+    """Spatial derivatives of the response interpolated at ``level``, at the pixel nearest ``(x, y)``.
+
+    Returns ``(col, row, gx, gy, dxx, dyy, dxy)`` (central differences of
+    ``(1 - t) R[l0] + t R[l0 + 1]``, ``l0 = floor(level)``), each like ``level``; ``geometry`` as
+    in :func:`refine`. The pixel is clamped to the interior, so every read is inside its volume.
+    """
+    base, d, h, w = geometry
+    dtype = level.dtype
+    l0 = xp.clip(xp.floor(level), 0.0, xp.astype(d - 2, dtype))
+    t = xp.clip(level - l0, 0.0, 1.0)
+    row = xp.clip(xp.round(y), 1.0, xp.astype(h - 2, dtype))
+    col = xp.clip(xp.round(x), 1.0, xp.astype(w - 2, dtype))
+    centre = base + (xp.astype(l0, h.dtype) * h + xp.astype(row, h.dtype)) * w + xp.astype(col, h.dtype)
+    # One gather of the 3x3 neighbourhood on both levels (one consumer keeps XLA's fusion small).
+    offsets = [dl * (h * w) + dy * w + dx for dl in (0, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    m = level.shape[1]
+    patch = xp.reshape(xp.take_along_axis(resp, xp.concat([centre + o for o in offsets], axis=1), axis=1),
+                       (-1, 2, 9, m))
+    patch = patch[:, 0, ...] + t[:, None, :] * (patch[:, 1, ...] - patch[:, 0, ...])
+
+    def at(dy: int, dx: int) -> Array:
+        return patch[:, (dy + 1) * 3 + (dx + 1), :]
+
+    c = at(0, 0)
+    east, west, south, north = at(0, 1), at(0, -1), at(1, 0), at(-1, 0)
+    dxy = 0.25 * (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1))
+    return (col, row, 0.5 * (east - west), 0.5 * (south - north), east - 2.0 * c + west, south - 2.0 * c + north,
+            dxy)
+
+
+def edge_like(dxx: Array, dyy: Array, dxy: Array, ratio: float, *, xp: Any) -> Array:
+    """SIFT's edge test: ``det(H) <= 0`` or ``tr(H)**2 / det(H) >= (ratio + 1)**2 / ratio`` (or not finite)."""
+    det = dxx * dyy - dxy * dxy
+    trace = dxx + dyy
+    peak = xp.isfinite(det) & (det > 0) & (trace * trace * ratio < (ratio + 1.0) ** 2 * det)
+    return ~peak
+
+
+def refit_xy(fit: tuple[Array, ...], x: Array, y: Array, *, xp: Any) -> tuple[Array, Array]:
+    """One Newton step of the 2-D fit of :func:`local_fit2d` from its pixel; where it is no peak's, ``(x, y)``.
+
+    The 3-D fit extrapolates the spatial gradient along scale through the cross derivatives, which
+    the coarse scale sampling gets wrong: its centres carry a bias of 0.01 to 0.05 octave pixels.
+    At a fixed scale a blob's response is symmetric about its centre, so a step on the response
+    interpolated at the refined scale removes most of it. The step is kept where the Hessian is
+    definite and not elongated (principal curvature ratio below 10) and the step is at most 0.6
+    pixel.
+    """
+    col, row, gx, gy, dxx, dyy, dxy = fit
+    det = dxx * dyy - dxy * dxy
+    m = xp.maximum(xp.maximum(xp.abs(dxx), xp.abs(dyy)), xp.abs(dxy))
+    solved = ~edge_like(dxx, dyy, dxy, _REFIT_RATIO, xp=xp) & (det > 1e-6 * m * m)
+    safe = xp.where(solved, det, xp.ones_like(det))
+    sx = -(dyy * gx - dxy * gy) / safe
+    sy = -(dxx * gy - dxy * gx) / safe
+    ok = solved & (xp.abs(sx) <= _REFIT_STEP) & (xp.abs(sy) <= _REFIT_STEP)
+    return xp.where(ok, col + sx, x), xp.where(ok, row + sy, y)
+
+
+# ---------------------------------------------------------------------------------------------
+# Duplicates
+
+
+def duplicates(
+    x: Array, y: Array, log_sigma: Array, valid: Array, radius: float, scale_step: float, *, xp: Any,
+    block: int = 1024,
+) -> Array:
+    """Bool ``(B, N)``: candidate ``i`` (ordered strongest first) repeats an earlier valid one.
+
+    ``j < i`` is the same blob as ``i`` when their centres lie within ``radius`` times the smaller
+    of their two sigmas and their sigmas differ by at most ``scale_step`` in natural log. The
+    rule is one-shot (an earlier duplicate still suppresses), so every backend evaluates it in
+    parallel with static shapes, ``block`` rows at a time.
+    """
+    n = x.shape[1]
+    dev = device(x)
+    order = xp.arange(n, device=dev)
+    out = []
+    for s in range(0, n, block):
+        e = min(n, s + block)
+        dx = x[:, s:e, None] - x[:, None, :e]
+        dy = y[:, s:e, None] - y[:, None, :e]
+        ls_i, ls_j = log_sigma[:, s:e, None], log_sigma[:, None, :e]
+        near = xp.exp(2.0 * xp.minimum(ls_i, ls_j)) * (radius * radius)
+        same = (dx * dx + dy * dy <= near) & (xp.abs(ls_i - ls_j) <= scale_step)
+        earlier = order[None, None, :e] < order[None, s:e, None]
+        out.append(xp.any(same & earlier & valid[:, None, :e], axis=2))
+    return xp.concat(out, axis=1) if len(out) > 1 else out[0]
