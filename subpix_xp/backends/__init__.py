@@ -45,6 +45,7 @@ class Hooks:
     block_elements: Callable[[Any], int]
     softmax: Callable[..., Any]
     outer: Callable[..., Any]
+    fori_loop: Callable[..., Any]
 
 
 GENERIC = Hooks(
@@ -61,6 +62,7 @@ GENERIC = Hooks(
     block_elements=_generic.block_elements,
     softmax=_generic.softmax,
     outer=_generic.outer,
+    fori_loop=_generic.fori_loop,
 )
 
 # What an array *is* (traced, lazy, chunked, on an accelerator) rather than a faster kernel: these

@@ -117,6 +117,13 @@ def prefers_static_shapes(x: Any) -> bool:
     return True
 
 
+def fori_loop(n: int, body: Any, carry: Any, *, xp: Any) -> Any:
+    """``lax.fori_loop``: ``body`` is traced once (it must keep the carry's shapes and dtypes)."""
+    from jax import lax
+
+    return lax.fori_loop(0, n, body, carry)
+
+
 HOOKS = dataclasses.replace(
     GENERIC,
     name="jax",
@@ -124,6 +131,7 @@ HOOKS = dataclasses.replace(
     window_min=window_min,
     pad=pad,
     expand=expand,
+    fori_loop=fori_loop,
     can_inspect=can_inspect,
     supports_dynamic_shapes=supports_dynamic_shapes,
     prefers_static_shapes=prefers_static_shapes,
