@@ -341,6 +341,42 @@ def test_jax_fori_loop_traces_the_body_once_and_keeps_dtypes():
         _jax.fori_loop(2, lambda i, c: c.astype(jnp.int32), jnp.zeros(3, dtype=jnp.float32), xp=jnp)
 
 
+@pytest.mark.parametrize("path", ["_tap_filter", "_conv_filter"])
+def test_jax_separable_filter_paths_match_generic(path):
+    """JAX filters large planes with materialised-pad taps and small ones with a convolution; both
+    paths under ``jax.jit`` (eager, the convolution is the hook test's), on every case of the hook
+    test (wide kernels, 1-pixel axes, non-finite samples)."""
+    jax_backend = load_backend("jax")
+    import jax
+
+    from subpix_xp.backends import _jax
+
+    run = jax.jit(getattr(_jax, path), static_argnums=1)
+    for (x, kernel), _ in _filter_cases(np.random.default_rng(9)):
+        if x.ndim < 2 or len(kernel) == 1:
+            continue
+        got = to_numpy(run(jax_backend.asarray(x), kernel))
+        want = to_numpy(GENERIC.separable_filter(jax_backend.asarray(x), kernel, xp=jax_backend.xp))
+        tol = ROUNDING["separable_filter"][str(x.dtype)]
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol, err_msg=f"{path} {x.shape} {len(kernel)}")
+
+
+def test_jax_separable_filter_takes_the_taps_on_large_planes(monkeypatch):
+    jax_backend = load_backend("jax")
+    from subpix_xp.backends import _jax
+
+    taken = []
+    monkeypatch.setattr(_jax, "_tap_filter", lambda x, kernel: taken.append(x.shape) or _jax._conv_filter(x, kernel))
+    x = jax_backend.asarray(np.random.default_rng(10).standard_normal((1, 512, 1024)).astype("float32"))
+    kernel = _gauss(2.0, 13)
+    got = to_numpy(_jax.separable_filter(x, kernel, xp=jax_backend.xp))
+    small = _jax.separable_filter(x[:, :256, :], kernel, xp=jax_backend.xp)
+    assert taken == [(1, 512, 1024)] and small.shape == (1, 256, 1024)
+    want = to_numpy(GENERIC.separable_filter(x, kernel, xp=jax_backend.xp))
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
 def test_generic_window_max_against_brute_force():
     rng = np.random.default_rng(1)
     xp = load_backend("numpy").xp
