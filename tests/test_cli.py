@@ -449,3 +449,24 @@ def test_conformance_subcommand_runs_the_shipped_suite(capsys: pytest.CaptureFix
     out = capsys.readouterr().out
     assert "nms2d" in out and "nms3d" in out and "0 failed" in out
     assert cli.main(["conformance", "--backends", "no_such_backend_module"]) == 2
+
+
+def test_detector_options_map_to_detect_blobs() -> None:
+    parse = cli.build_parser().parse_args
+    assert cli._detect_options(parse(["detect", "a.png", "-n", "7"])) == {"num_features": 7}
+    options = cli._detect_options(parse(["detect", "a.png", "--threshold", "none", "--edge-ratio", "4",
+                                         "--keep-duplicates"]))
+    assert options == {"num_features": None, "threshold": None, "edge_ratio": 4.0, "duplicate_radius": None}
+    kornia = cli._detect_options(parse(["detect", "a.png", "--kornia"]))
+    assert kornia == {"num_features": None, **cli.KORNIA_OPTIONS}
+    with pytest.raises(SystemExit):
+        parse(["detect", "a.png", "--edge-ratio", "0.5"])
+
+
+def test_kornia_option_reproduces_the_kornia_settings_of_detect_blobs() -> None:
+    from subpix_xp import detect_blobs
+
+    yy, xx = np.mgrid[0:64, 0:64]
+    image = np.exp(-((xx - 30.3) ** 2 + (yy - 33.6) ** 2) / 18.0)
+    ours = detect_blobs(image, 5, **cli.KORNIA_OPTIONS)
+    assert bool(ours.valid[0]) and abs(float(ours.x[0]) - 30.3) < 0.1
