@@ -133,7 +133,7 @@ def test_demo_meets_targets_with_numpy_only(tmp_path):
     assert "subpix-xp numpy" in result.stdout and "pixel locking" in result.stdout
     report = json.loads((tmp_path / "demo.json").read_text())
     (main,) = [r for r in report["rows"] if r["name"].startswith("subpix-xp numpy") and not r["note"]]
-    (kornia_like,) = [r for r in report["rows"] if "spatial_refit=False" in r["note"]]
+    (kornia_like,) = [r for r in report["rows"] if "kornia-compatible" in r["note"]]
     n = report["scene"]["blobs"]
     assert main["found"] >= 0.95 * n and main["median"] <= 0.05 and main["p95"] <= 0.15
     assert main["median"] <= kornia_like["median"] and main["p95"] <= kornia_like["p95"]
