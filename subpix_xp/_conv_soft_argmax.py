@@ -105,7 +105,7 @@ def _conv_soft_argmax(
     layout = "(B, C, H, W)" if ndim == 2 else "(B, C, D, H, W)"
     xp = v.namespace(func, input=input)
     v.check_ndim(func, "input", input, ndim + 2, layout)
-    v.check_floating(func, "input", input, xp)
+    input = v.check_floating(func, "input", input, xp)
     window = v.int_tuple(func, "kernel_size", kernel_size, ndim, minimum=1, allow_int=False)
     strides = v.int_tuple(func, "stride", stride, ndim, minimum=1)
     pads = v.int_tuple(func, "padding", padding, ndim, minimum=0)

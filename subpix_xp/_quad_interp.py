@@ -141,10 +141,11 @@ def _converged(shift: tuple[Array, ...], ok: Array, moved: Array) -> Array:
 
 
 def _check(func: str, input: Array, precomputed_nms_mask: Array | None, n_iters: Any, strict_maxima_bonus: Any,
-           max_subpixel_shift: Any, allow_scale_steps: Any) -> Any:
+           max_subpixel_shift: Any, allow_scale_steps: Any) -> tuple[Any, Array]:
+    """The namespace, and ``input`` checked and in its native byte order; the other parameters checked."""
     xp = v.namespace(func, input=input, precomputed_nms_mask=precomputed_nms_mask)
     v.check_ndim(func, "input", input, 5, "(B, C, D, H, W)")
-    v.check_floating(func, "input", input, xp)
+    input = v.check_floating(func, "input", input, xp)
     if precomputed_nms_mask is not None:
         if tuple(precomputed_nms_mask.shape) != tuple(input.shape):
             msg = (f"{func}: expected `precomputed_nms_mask` of the input's shape {tuple(input.shape)}; "
@@ -157,7 +158,7 @@ def _check(func: str, input: Array, precomputed_nms_mask: Array | None, n_iters:
     v.check_number(func, "strict_maxima_bonus", strict_maxima_bonus)
     v.check_number(func, "max_subpixel_shift", max_subpixel_shift, minimum=0.0)
     v.check_bool(func, "allow_scale_steps", allow_scale_steps)
-    return xp
+    return xp, input
 
 
 def _grid(shape: tuple[int, ...], dtype: Any, like: Array, origin: tuple[int, int, int] = (0, 0, 0), *,
@@ -350,7 +351,7 @@ def conv_quad_interp3d(
     array([2.2, 2.7, 3.4])
     """
     func = "conv_quad_interp3d"
-    xp = _check(func, input, precomputed_nms_mask, n_iters, strict_maxima_bonus, max_subpixel_shift,
+    xp, input = _check(func, input, precomputed_nms_mask, n_iters, strict_maxima_bonus, max_subpixel_shift,
                 allow_scale_steps)
     radius = v.check_int(func, "dilation_radius", dilation_radius, minimum=0)
     return hooks_for(xp).blockwise(
@@ -562,7 +563,7 @@ def iterative_quad_interp3d(
     array([2.2, 2.7, 3.4])
     """
     func = "iterative_quad_interp3d"
-    xp = _check(func, input, precomputed_nms_mask, n_iters, strict_maxima_bonus, max_subpixel_shift,
+    xp, input = _check(func, input, precomputed_nms_mask, n_iters, strict_maxima_bonus, max_subpixel_shift,
                 allow_scale_steps)
     if max_candidates is not None:
         max_candidates = v.check_int(func, "max_candidates", max_candidates, minimum=0)

@@ -17,11 +17,11 @@ __all__ = ["render_gaussian2d", "spatial_expectation2d", "spatial_soft_argmax2d"
 _LAYOUT = "(B, N, H, W)"
 
 
-def _heatmaps(func: str, input: Array) -> Any:
+def _heatmaps(func: str, input: Array) -> tuple[Any, Array]:
+    """The namespace, and ``input`` checked (4-D, real floating) in its native byte order."""
     xp = v.namespace(func, input=input)
     v.check_ndim(func, "input", input, 4, _LAYOUT)
-    v.check_floating(func, "input", input, xp)
-    return xp
+    return xp, v.check_floating(func, "input", input, xp)
 
 
 def _temperature(func: str, input: Array, temperature: Any, *, xp: Any) -> Array | float:
@@ -69,7 +69,7 @@ def spatial_softmax2d(input: Array, temperature: Array | float | None = None) ->
              [0.0585, 0.1589, 0.4319]]]])
     """
     func = "spatial_softmax2d"
-    xp = _heatmaps(func, input)
+    xp, input = _heatmaps(func, input)
     temp = _temperature(func, input, temperature, xp=xp)
     return hooks_for(xp).blockwise("spatial_softmax2d", _softmax_kernel, input, temp, xp=xp)
 
@@ -114,7 +114,7 @@ def spatial_expectation2d(input: Array, normalized_coordinates: bool = True) -> 
     array([[[1., 2.]]])
     """
     func = "spatial_expectation2d"
-    xp = _heatmaps(func, input)
+    xp, input = _heatmaps(func, input)
     v.check_bool(func, "normalized_coordinates", normalized_coordinates)
     return hooks_for(xp).blockwise(
         "spatial_expectation2d", _expectation_kernel, input, xp=xp, normalized=normalized_coordinates
@@ -156,7 +156,7 @@ def spatial_soft_argmax2d(
     array([[[1., 1.]]])
     """
     func = "spatial_soft_argmax2d"
-    xp = _heatmaps(func, input)
+    xp, input = _heatmaps(func, input)
     v.check_bool(func, "normalized_coordinates", normalized_coordinates)
     temp = _temperature(func, input, temperature, xp=xp)
     return hooks_for(xp).blockwise(
@@ -234,8 +234,8 @@ def render_gaussian2d(mean: Array, std: Array, size: tuple[int, int], normalized
     """
     func = "render_gaussian2d"
     xp = v.namespace(func, mean=mean, std=std)
+    mean, std = v.check_floating(func, "mean", mean, xp), v.check_floating(func, "std", std, xp)
     for name, a in (("mean", mean), ("std", std)):
-        v.check_floating(func, name, a, xp)
         if a.ndim < 1 or a.shape[-1] != 2:
             msg = f"{func}: expected `{name}` of shape (*, 2); got shape {tuple(a.shape)}"
             raise ValueError(msg)
