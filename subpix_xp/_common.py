@@ -83,6 +83,20 @@ def _limits(info: Any) -> tuple[Any, ...]:
     return tuple(getattr(info, field, None) for field in ("bits", "min", "max", "eps", "smallest_normal"))
 
 
+def is_constant(value: Any, constant: float) -> bool:
+    """Whether ``value`` is the Python number ``constant``: a kernel may skip work for it (a temperature
+    of 1, a bonus of 0). A traced scalar (JAX traces float parameters) never is: it takes the arithmetic."""
+    return isinstance(value, (int, float)) and value == constant
+
+
+def index_dtype(*, xp: Any) -> Any:
+    """The namespace's default index dtype: int64, but int32 for JAX without ``jax_enable_x64``."""
+    info = getattr(xp, "__array_namespace_info__", None)
+    if info is not None:
+        return info().default_dtypes()["indexing"]
+    return xp.arange(1).dtype
+
+
 def normalize(coords: Array, size: int) -> Array:
     """Corner-aligned normalisation ``2 x / (n - 1) - 1``; an axis of length 1 maps to 0."""
     if size <= 1:

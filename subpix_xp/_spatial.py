@@ -36,9 +36,20 @@ def _softmax(input: Array, temp: Array | float, *, xp: Any) -> Array:
     flat = xp.reshape(xp.astype(input, dtype), (b, n, h * w))
     if not isinstance(temp, float):
         temp = xp.astype(temp, dtype)
-    if not (isinstance(temp, float) and temp == 1.0):
-        flat = flat / temp
+    if not c.is_constant(temp, 1.0):
+        flat = _scaled_logits(flat, temp, xp=xp)
     return c.softmax(flat, -1, xp=xp)
+
+
+def _scaled_logits(flat: Array, temp: Array | float, *, xp: Any) -> Array:
+    """``(x - max x) / T`` along the last axis: the softmax's logits ``x / T``, already shifted.
+
+    Shifted before the division, so every entry is at most 0, and exactly 0 at the maximum, however a
+    compiler rounds it. ``x / T - max(x / T)`` lets XLA evaluate ``x / T`` twice, in the maximum and as
+    a fused multiply-add in the difference: at ``|x / T| ~ 1e10`` in float32 the two differ by 1024,
+    so ``exp`` overflowed (NaN) or every weight sank to the floor (a uniform map).
+    """
+    return (flat - xp.max(flat, axis=-1, keepdims=True)) / temp
 
 
 def spatial_softmax2d(input: Array, temperature: Array | float | None = None) -> Array:
@@ -176,8 +187,10 @@ def _soft_argmax_kernel(input: Array, temp: Array | float, *, normalized: bool, 
     hooks = hooks_for(xp)
     dtype = c.compute_dtype(input.dtype, xp=xp)
     flat = xp.reshape(xp.astype(input, dtype, copy=False), (b * n, h * w))
-    if isinstance(temp, float):
-        scale = None if temp == 1.0 else temp
+    if c.is_constant(temp, 1.0):
+        scale = None
+    elif isinstance(temp, float):
+        scale = temp
     else:
         scale = xp.reshape(xp.broadcast_to(xp.astype(temp, dtype), (b, n, 1)), (b * n, 1))
     xs = c.axis_coordinates(w, normalized, dtype=dtype, like=input, xp=xp)
@@ -187,7 +200,7 @@ def _soft_argmax_kernel(input: Array, temp: Array | float, *, normalized: bool, 
     for (l0, l1), _ in c.block_plan(b * n, 1, h * w, 4 * hooks.block_elements(input)):
         logits = flat[l0:l1, ...]
         if scale is not None:
-            logits = logits / (scale if isinstance(scale, float) else scale[l0:l1, ...])
+            logits = _scaled_logits(logits, scale if isinstance(scale, float) else scale[l0:l1, ...], xp=xp)
         weights = xp.reshape(hooks.softmax(logits, -1, xp=xp, normalize=False), (l1 - l0, h, w))
         rows = xp.matmul(weights, ones)
         total = xp.sum(rows, axis=-1)

@@ -681,6 +681,59 @@ def test_detect_blobs_big_endian_equals_native():
 
 
 # --------------------------------------------------------------------------------------------
+# use_generic_hooks() and Dask: a graph runs the hooks in force when it was built.
+
+
+@pytest.fixture
+def generic_pad_calls(monkeypatch):
+    """Count the calls of the generic ``pad`` hook (NumPy's native one is ``np.pad``)."""
+    import dataclasses
+
+    from subpix_xp import backends
+    from subpix_xp.backends import _generic, _numpy
+
+    if backends._generic_forced():
+        pytest.skip("the generic hooks are forced everywhere (SUBPIX_XP_GENERIC_HOOKS): nothing to tell apart")
+    assert _numpy.HOOKS.pad is not _generic.pad
+    calls = []
+
+    def pad(x, widths, value, *, xp):
+        calls.append(widths)
+        return _generic.pad(x, widths, value, xp=xp)
+
+    monkeypatch.setattr(backends, "GENERIC", dataclasses.replace(backends.GENERIC, pad=pad))
+    backends._generic_kernels.cache_clear()
+    yield calls
+    monkeypatch.undo()
+    backends._generic_kernels.cache_clear()
+
+
+@pytest.mark.parametrize("scheduler", ["threads", "sync"])
+def test_dask_graph_runs_the_hooks_chosen_when_it_was_built(generic_pad_calls, scheduler):
+    """Built inside ``use_generic_hooks()``, computed outside: generic kernels (also on the threaded
+    scheduler's workers, which do not see the context); built outside, computed inside: native."""
+    from subpix_xp.backends import use_generic_hooks
+
+    be = _load("dask")
+    calls = generic_pad_calls
+    x = noise((2, 2, 12, 13), seed=5)
+    ref = sx.nms2d(x, (5, 5))
+    calls.clear()
+    with use_generic_hooks():
+        lazy = sx.nms2d(be.asarray(x), (5, 5))
+    assert calls == [], "building the graph computed something"
+    out = lazy.compute(scheduler=scheduler)
+    assert calls, "a graph built inside use_generic_hooks() ran the native kernels"
+    np.testing.assert_array_equal(out, ref)
+    calls.clear()
+    lazy = sx.nms2d(be.asarray(x), (5, 5))
+    with use_generic_hooks():
+        out = lazy.compute(scheduler=scheduler)
+    assert calls == [], "a graph built outside use_generic_hooks() ran the generic kernels"
+    np.testing.assert_array_equal(out, ref)
+
+
+# --------------------------------------------------------------------------------------------
 # The classes: repr and forward.
 
 CLASSES = {
