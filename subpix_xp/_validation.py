@@ -13,6 +13,7 @@ from typing import Any
 
 from array_api_compat import array_namespace, device, is_array_api_obj
 
+from . import _common as c
 from .backends import Hooks
 
 Array = Any
@@ -69,18 +70,35 @@ def check_ndim(func: str, name: str, x: Array, ndim: int, layout: str) -> None:
         raise ValueError(msg)
 
 
-def check_floating(func: str, name: str, x: Array, xp: Any) -> None:
+def check_floating(func: str, name: str, x: Array, xp: Any) -> Array:
+    """``x`` if it is real floating (else ``TypeError``), in its native byte order (see :func:`native_order`)."""
     if x.dtype == xp.float32 or x.dtype == xp.float64:  # the common case, without isdtype's kind parsing
-        return
+        return x
     if not xp.isdtype(x.dtype, "real floating"):
         msg = f"{func}: expected a real floating-point array for `{name}`; got dtype {x.dtype}"
         raise TypeError(msg)
+    return native_order(x, xp)
 
 
-def check_real(func: str, name: str, x: Array, xp: Any) -> None:
+def check_real(func: str, name: str, x: Array, xp: Any) -> Array:
+    """``x`` if it is real (floating, integer or bool; else ``TypeError``), in its native byte order."""
+    if x.dtype == xp.float32 or x.dtype == xp.float64:
+        return x
     if not (xp.isdtype(x.dtype, "real floating") or xp.isdtype(x.dtype, "integral") or x.dtype == xp.bool):
         msg = f"{func}: expected a real (floating, integer or bool) array for `{name}`; got dtype {x.dtype}"
         raise TypeError(msg)
+    return native_order(x, xp)
+
+
+def native_order(x: Array, xp: Any) -> Array:
+    """``x``, or a copy in the namespace's own dtype of its precision if its byte order is not native.
+
+    Only NumPy arrays (and Dask arrays of NumPy chunks) can be byte-swapped: FITS files hold ``>f8``
+    data. Converting once here makes every computation run in the input's own precision and every
+    output come out in the native dtype of that precision (``>f8`` in, float64 out).
+    """
+    own = c.native_dtype(x.dtype, xp=xp)
+    return x if own == x.dtype else xp.astype(x, own)
 
 
 def int_tuple(func: str, name: str, value: Any, n: int, *, minimum: int, allow_int: bool = True) -> tuple[int, ...]:
