@@ -104,7 +104,7 @@ def blockwise(op: str, kernel: Any, /, *arrays: Any, xp: Any, **params: Any) -> 
     static = tuple(sorted((k, v) for k, v in params.items() if k not in floats))
     values = [arrays[i] for i in positions] + [params[k] for k in floats]
     signature = tuple(float if type(a) is float else (a.shape, a.dtype, a.weak_type) for a in values)
-    key = (kernel, xp, static, fixed, positions, floats, signature, _generic_forced(), jax.config.jax_enable_x64)
+    key = (kernel, xp, static, fixed, positions, floats, signature, _generic_forced(), jax.config.read("jax_enable_x64"))
     run = PROGRAMS.get(key, lambda: _jit(kernel, xp, dict(static), fixed, positions, floats))
     return run(*values)
 
