@@ -26,10 +26,75 @@ def device(x: Array) -> Any:
 
 
 def compute_dtype(dtype: Any, *, xp: Any) -> Any:
-    """The dtype to compute in: half-precision floats (float16, bfloat16) are promoted to float32."""
-    if dtype in (xp.float32, xp.float64):
+    """The dtype to compute in, one of the namespace's own: float32, or float64 for a 64-bit float.
+
+    Half-precision floats (float16, bfloat16) are promoted to float32. A byte-swapped float (NumPy's
+    ``>f8`` on a little-endian machine, as FITS files hold) computes in its own precision, in the
+    native dtype (``>f8``: float64).
+    """
+    if dtype == xp.float32 or dtype == xp.float64:
         return dtype
-    return xp.float32
+    return xp.float64 if native_dtype(dtype, xp=xp) == xp.float64 else xp.float32
+
+
+# (kind for ``isdtype``, the standard dtypes of that kind): where a dtype's native equivalent is looked up.
+_FAMILIES = (
+    ("real floating", ("float32", "float64", "float16")),
+    ("signed integer", ("int64", "int32", "int16", "int8")),
+    ("unsigned integer", ("uint8", "uint16", "uint32", "uint64")),
+    ("complex floating", ("complex64", "complex128")),
+)
+_NATIVE: dict[tuple[int, Any], Any] = {}
+
+
+def native_dtype(dtype: Any, *, xp: Any) -> Any:
+    """The namespace's own dtype equal to ``dtype`` in kind and precision: ``dtype`` itself, except for
+    a non-native byte order (NumPy's ``>f8`` on a little-endian machine -> float64, ``>i4`` -> int32).
+
+    Found with the standard alone: ``isdtype`` for the kind, ``finfo``/``iinfo`` for the precision (so
+    bfloat16, whose range differs from float16's, stays itself).
+    """
+    try:
+        return _NATIVE[(id(xp), dtype)]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable dtype object
+        return _find_native(dtype, xp)
+    own = _NATIVE[(id(xp), dtype)] = _find_native(dtype, xp)
+    return own
+
+
+def _find_native(dtype: Any, xp: Any) -> Any:
+    if dtype == xp.bool:
+        return dtype
+    for kind, names in _FAMILIES:
+        if not xp.isdtype(dtype, kind):
+            continue
+        candidates = [d for d in (getattr(xp, name, None) for name in names) if d is not None]
+        if any(d == dtype for d in candidates):
+            return dtype
+        info = xp.iinfo if "integer" in kind else xp.finfo
+        want = _limits(info(dtype))
+        return next((d for d in candidates if _limits(info(d)) == want), dtype)
+    return dtype
+
+
+def _limits(info: Any) -> tuple[Any, ...]:
+    return tuple(getattr(info, field, None) for field in ("bits", "min", "max", "eps", "smallest_normal"))
+
+
+def is_constant(value: Any, constant: float) -> bool:
+    """Whether ``value`` is the Python number ``constant``: a kernel may skip work for it (a temperature
+    of 1, a bonus of 0). A traced scalar (JAX traces float parameters) never is: it takes the arithmetic."""
+    return isinstance(value, (int, float)) and value == constant
+
+
+def index_dtype(*, xp: Any) -> Any:
+    """The namespace's default index dtype: int64, but int32 for JAX without ``jax_enable_x64``."""
+    info = getattr(xp, "__array_namespace_info__", None)
+    if info is not None:
+        return info().default_dtypes()["indexing"]
+    return xp.arange(1).dtype
 
 
 def normalize(coords: Array, size: int) -> Array:

@@ -105,7 +105,7 @@ def _conv_soft_argmax(
     layout = "(B, C, H, W)" if ndim == 2 else "(B, C, D, H, W)"
     xp = v.namespace(func, input=input)
     v.check_ndim(func, "input", input, ndim + 2, layout)
-    v.check_floating(func, "input", input, xp)
+    input = v.check_floating(func, "input", input, xp)
     window = v.int_tuple(func, "kernel_size", kernel_size, ndim, minimum=1, allow_int=False)
     strides = v.int_tuple(func, "stride", stride, ndim, minimum=1)
     pads = v.int_tuple(func, "padding", padding, ndim, minimum=0)
@@ -150,7 +150,7 @@ def _conv_kernel(
     hooks = hooks_for(xp)
     dtype = c.compute_dtype(input.dtype, xp=xp)
     x = xp.astype(input, dtype, copy=False)
-    logits = x if isinstance(temp, float) and temp == 1.0 else x / (temp if isinstance(temp, float) else xp.astype(temp, dtype))
+    logits = x if c.is_constant(temp, 1.0) else x / (temp if isinstance(temp, float) else xp.astype(temp, dtype))
     shape = tuple(input.shape)
     spatial = shape[2:]
     count = tuple((n + a + b - k) // s + 1 for n, (a, b), k, s in zip(spatial, widths, window, strides))
@@ -200,7 +200,7 @@ def _conv_kernel(
     if not output_value:
         return coords_out
     value = xp.reshape(c.concat_blocks(value_blocks, 1 + r, xp=xp), (shape[0], shape[1], *count))
-    if bonus > 0:
+    if not c.is_constant(bonus, 0.0):
         (strict,) = _strict_extrema(x, window, ("max",), hooks, xp=xp)
         centre = tuple((k - 1) // 2 - a for k, (a, _) in zip(window, widths))
         value = value * (1.0 + bonus * xp.astype(strict[_strided(centre, strides, count)], dtype))

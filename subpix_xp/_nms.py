@@ -128,7 +128,7 @@ def _strict_extrema(x: Array, window: tuple[int, ...], which: tuple[str, ...], h
 def _nms(func: str, input: Array, kernel_size: Any, mask_only: bool, n: int, layout: str) -> Array:
     xp = v.namespace(func, input=input)
     v.check_ndim(func, "input", input, n + 2, layout)
-    v.check_real(func, "input", input, xp)
+    input = v.check_real(func, "input", input, xp)
     window = v.int_tuple(func, "kernel_size", kernel_size, n, minimum=1, allow_int=False)
     v.check_bool(func, "mask_only", mask_only)
     return hooks_for(xp).blockwise(func, _nms_kernel, input, xp=xp, window=window, mask_only=mask_only)
@@ -235,7 +235,7 @@ def nms3d_minmax(input: Array) -> tuple[Array, Array]:
     func = "nms3d_minmax"
     xp = v.namespace(func, input=input)
     v.check_ndim(func, "input", input, 5, "(B, C, D, H, W)")
-    v.check_real(func, "input", input, xp)
+    input = v.check_real(func, "input", input, xp)
     return hooks_for(xp).blockwise("nms3d_minmax", _minmax_kernel, input, xp=xp)
 
 

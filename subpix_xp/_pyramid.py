@@ -14,6 +14,7 @@ kernel sizes: ``int(8 sigma + 1)`` rounded up to odd, clamped to the image on ti
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
@@ -62,19 +63,22 @@ def _blur(x: Array, sigma: float, hooks: Hooks, *, xp: Any) -> Array:
     return hooks.separable_filter(x, gaussian_kernel1d(sigma, size), xp=xp)
 
 
+@functools.lru_cache(maxsize=64)
+def _resize_plan(n: int, size: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[float, ...]]:
+    """Source samples (lower, upper) and the weight of the upper one for each of ``size`` outputs."""
+    step = (n - 1) / (size - 1) if size > 1 else 0.0
+    lower = tuple(min(math.floor(i * step), n - 1) for i in range(size))
+    upper = tuple(min(i0 + 1, n - 1) for i0 in lower)
+    frac = tuple(i * step - i0 for i, i0 in enumerate(lower))
+    return lower, upper, frac
+
+
 def _resize_axis(x: Array, axis: int, size: int, *, xp: Any) -> Array:
     """Linear interpolation of ``axis`` onto ``size`` samples, first and last sample centres aligned."""
     n = x.shape[axis]
     if n == size:
         return x
-    step = (n - 1) / (size - 1) if size > 1 else 0.0
-    lower, upper, frac = [], [], []
-    for i in range(size):
-        src = i * step
-        i0 = min(math.floor(src), n - 1)
-        lower.append(i0)
-        upper.append(min(i0 + 1, n - 1))
-        frac.append(src - i0)
+    lower, upper, frac = _resize_plan(n, size)
     dev = device(x)
     shape = [1] * x.ndim
     shape[axis] = size

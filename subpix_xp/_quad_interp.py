@@ -141,10 +141,11 @@ def _converged(shift: tuple[Array, ...], ok: Array, moved: Array) -> Array:
 
 
 def _check(func: str, input: Array, precomputed_nms_mask: Array | None, n_iters: Any, strict_maxima_bonus: Any,
-           max_subpixel_shift: Any, allow_scale_steps: Any) -> Any:
+           max_subpixel_shift: Any, allow_scale_steps: Any) -> tuple[Any, Array]:
+    """The namespace, and ``input`` checked and in its native byte order; the other parameters checked."""
     xp = v.namespace(func, input=input, precomputed_nms_mask=precomputed_nms_mask)
     v.check_ndim(func, "input", input, 5, "(B, C, D, H, W)")
-    v.check_floating(func, "input", input, xp)
+    input = v.check_floating(func, "input", input, xp)
     if precomputed_nms_mask is not None:
         if tuple(precomputed_nms_mask.shape) != tuple(input.shape):
             msg = (f"{func}: expected `precomputed_nms_mask` of the input's shape {tuple(input.shape)}; "
@@ -157,7 +158,23 @@ def _check(func: str, input: Array, precomputed_nms_mask: Array | None, n_iters:
     v.check_number(func, "strict_maxima_bonus", strict_maxima_bonus)
     v.check_number(func, "max_subpixel_shift", max_subpixel_shift, minimum=0.0)
     v.check_bool(func, "allow_scale_steps", allow_scale_steps)
-    return xp
+    _check_index_range(func, tuple(input.shape), xp=xp)
+    return xp, input
+
+
+def _check_index_range(func: str, shape: tuple[int, ...], *, xp: Any) -> None:
+    """The static-shape path numbers every voxel of the batch (and one past the last) in the default
+    index dtype: with JAX's default int32 that is at most 2**31 - 1 voxels. ``ValueError`` beyond it."""
+    total = math.prod(shape)
+    if total < 2**31 - 1:  # fits every index dtype (the common case, without a look-up)
+        return
+    dtype = c.index_dtype(xp=xp)
+    limit = int(xp.iinfo(dtype).max)
+    if total >= limit:
+        msg = (f"{func}: expected at most {limit - 1} voxels in `input`, the most that {dtype} indices (this "
+               f"array library's default) can number; got shape {shape} ({total} voxels). Split the batch, "
+               f"or with JAX enable 64-bit indices: jax.config.update(\"jax_enable_x64\", True)")
+        raise ValueError(msg)
 
 
 def _grid(shape: tuple[int, ...], dtype: Any, like: Array, origin: tuple[int, int, int] = (0, 0, 0), *,
@@ -213,8 +230,9 @@ def _edge_pad1(a: Array, *, xp: Any) -> Array:
         # Slices, not index arrays: a host-made index array is a blocking copy on CUDA.
         n = a.shape[axis]
         tail = (slice(None),) * (-1 - axis)
-        first = a[(..., slice(0, 1), *tail)]
-        last = a[(..., slice(n - 1, n), *tail)]
+        first_index = (..., slice(0, 1), *tail)
+        last_index = (..., slice(n - 1, n), *tail)
+        first, last = a[first_index], a[last_index]
         a = xp.concat([first, a, last], axis=axis)
     return a
 
@@ -245,12 +263,13 @@ def _dense_refine(
     solved = xp.astype(_edge_pad1(xp.astype(solved, xp.uint8), xp=xp), xp.bool)
 
     total = bc * d * h * w
-    index = xp.arange(total, dtype=xp.int64, device=device(x))
+    # The default index dtype (JAX without x64: int32, which ``_check_index_range`` makes sufficient).
+    index = xp.arange(total, device=device(x))
     bc_base = (index // (d * h * w)) * (d * h * w)
     position = _unflatten(xp.reshape(index, (bc, d, h, w)), size)
     new_position, ok, moved = _step(position, (ss, sy, sx), solved, size, threshold, allow_scale_steps, xp=xp)
     nd, nh, nw = (xp.reshape(p, (total,)) for p in new_position)
-    dead = xp.full((1,), total, dtype=xp.int64, device=device(x))
+    dead = xp.full((1,), total, dtype=index.dtype, device=device(x))
     target = xp.where(xp.reshape(ok, (total,)), bc_base + (nd * h + nh) * w + nw, dead)
     following = xp.concat([target, dead])
     stay = xp.reshape(_converged((ss, sy, sx), ok, moved), (total,))
@@ -350,7 +369,7 @@ def conv_quad_interp3d(
     array([2.2, 2.7, 3.4])
     """
     func = "conv_quad_interp3d"
-    xp = _check(func, input, precomputed_nms_mask, n_iters, strict_maxima_bonus, max_subpixel_shift,
+    xp, input = _check(func, input, precomputed_nms_mask, n_iters, strict_maxima_bonus, max_subpixel_shift,
                 allow_scale_steps)
     radius = v.check_int(func, "dilation_radius", dilation_radius, minimum=0)
     return hooks_for(xp).blockwise(
@@ -384,7 +403,7 @@ def _no_iterations(input: Array, mask: Array, bonus: float, origin: tuple[int, i
                    xp: Any) -> tuple[Array, Array]:
     """With no iteration every maximum is kept where it is, with the bonus added."""
     coords = _grid_array(tuple(input.shape), input.dtype, input, origin, xp=xp)
-    values = xp.where(mask, input + bonus, input) if bonus else c.copy(input)
+    values = c.copy(input) if c.is_constant(bonus, 0.0) else xp.where(mask, input + bonus, input)
     return coords, values
 
 
@@ -562,7 +581,7 @@ def iterative_quad_interp3d(
     array([2.2, 2.7, 3.4])
     """
     func = "iterative_quad_interp3d"
-    xp = _check(func, input, precomputed_nms_mask, n_iters, strict_maxima_bonus, max_subpixel_shift,
+    xp, input = _check(func, input, precomputed_nms_mask, n_iters, strict_maxima_bonus, max_subpixel_shift,
                 allow_scale_steps)
     if max_candidates is not None:
         max_candidates = v.check_int(func, "max_candidates", max_candidates, minimum=0)

@@ -17,11 +17,11 @@ __all__ = ["render_gaussian2d", "spatial_expectation2d", "spatial_soft_argmax2d"
 _LAYOUT = "(B, N, H, W)"
 
 
-def _heatmaps(func: str, input: Array) -> Any:
+def _heatmaps(func: str, input: Array) -> tuple[Any, Array]:
+    """The namespace, and ``input`` checked (4-D, real floating) in its native byte order."""
     xp = v.namespace(func, input=input)
     v.check_ndim(func, "input", input, 4, _LAYOUT)
-    v.check_floating(func, "input", input, xp)
-    return xp
+    return xp, v.check_floating(func, "input", input, xp)
 
 
 def _temperature(func: str, input: Array, temperature: Any, *, xp: Any) -> Array | float:
@@ -36,9 +36,20 @@ def _softmax(input: Array, temp: Array | float, *, xp: Any) -> Array:
     flat = xp.reshape(xp.astype(input, dtype), (b, n, h * w))
     if not isinstance(temp, float):
         temp = xp.astype(temp, dtype)
-    if not (isinstance(temp, float) and temp == 1.0):
-        flat = flat / temp
+    if not c.is_constant(temp, 1.0):
+        flat = _scaled_logits(flat, temp, xp=xp)
     return c.softmax(flat, -1, xp=xp)
+
+
+def _scaled_logits(flat: Array, temp: Array | float, *, xp: Any) -> Array:
+    """``(x - max x) / T`` along the last axis: the softmax's logits ``x / T``, already shifted.
+
+    Shifted before the division, so every entry is at most 0, and exactly 0 at the maximum, however a
+    compiler rounds it. ``x / T - max(x / T)`` lets XLA evaluate ``x / T`` twice, in the maximum and as
+    a fused multiply-add in the difference: at ``|x / T| ~ 1e10`` in float32 the two differ by 1024,
+    so ``exp`` overflowed (NaN) or every weight sank to the floor (a uniform map).
+    """
+    return (flat - xp.max(flat, axis=-1, keepdims=True)) / temp
 
 
 def spatial_softmax2d(input: Array, temperature: Array | float | None = None) -> Array:
@@ -69,7 +80,7 @@ def spatial_softmax2d(input: Array, temperature: Array | float | None = None) ->
              [0.0585, 0.1589, 0.4319]]]])
     """
     func = "spatial_softmax2d"
-    xp = _heatmaps(func, input)
+    xp, input = _heatmaps(func, input)
     temp = _temperature(func, input, temperature, xp=xp)
     return hooks_for(xp).blockwise("spatial_softmax2d", _softmax_kernel, input, temp, xp=xp)
 
@@ -114,7 +125,7 @@ def spatial_expectation2d(input: Array, normalized_coordinates: bool = True) -> 
     array([[[1., 2.]]])
     """
     func = "spatial_expectation2d"
-    xp = _heatmaps(func, input)
+    xp, input = _heatmaps(func, input)
     v.check_bool(func, "normalized_coordinates", normalized_coordinates)
     return hooks_for(xp).blockwise(
         "spatial_expectation2d", _expectation_kernel, input, xp=xp, normalized=normalized_coordinates
@@ -156,7 +167,7 @@ def spatial_soft_argmax2d(
     array([[[1., 1.]]])
     """
     func = "spatial_soft_argmax2d"
-    xp = _heatmaps(func, input)
+    xp, input = _heatmaps(func, input)
     v.check_bool(func, "normalized_coordinates", normalized_coordinates)
     temp = _temperature(func, input, temperature, xp=xp)
     return hooks_for(xp).blockwise(
@@ -176,8 +187,10 @@ def _soft_argmax_kernel(input: Array, temp: Array | float, *, normalized: bool, 
     hooks = hooks_for(xp)
     dtype = c.compute_dtype(input.dtype, xp=xp)
     flat = xp.reshape(xp.astype(input, dtype, copy=False), (b * n, h * w))
-    if isinstance(temp, float):
-        scale = None if temp == 1.0 else temp
+    if c.is_constant(temp, 1.0):
+        scale = None
+    elif isinstance(temp, float):
+        scale = temp
     else:
         scale = xp.reshape(xp.broadcast_to(xp.astype(temp, dtype), (b, n, 1)), (b * n, 1))
     xs = c.axis_coordinates(w, normalized, dtype=dtype, like=input, xp=xp)
@@ -187,7 +200,7 @@ def _soft_argmax_kernel(input: Array, temp: Array | float, *, normalized: bool, 
     for (l0, l1), _ in c.block_plan(b * n, 1, h * w, 4 * hooks.block_elements(input)):
         logits = flat[l0:l1, ...]
         if scale is not None:
-            logits = logits / (scale if isinstance(scale, float) else scale[l0:l1, ...])
+            logits = _scaled_logits(logits, scale if isinstance(scale, float) else scale[l0:l1, ...], xp=xp)
         weights = xp.reshape(hooks.softmax(logits, -1, xp=xp, normalize=False), (l1 - l0, h, w))
         rows = xp.matmul(weights, ones)
         total = xp.sum(rows, axis=-1)
@@ -234,8 +247,8 @@ def render_gaussian2d(mean: Array, std: Array, size: tuple[int, int], normalized
     """
     func = "render_gaussian2d"
     xp = v.namespace(func, mean=mean, std=std)
+    mean, std = v.check_floating(func, "mean", mean, xp), v.check_floating(func, "std", std, xp)
     for name, a in (("mean", mean), ("std", std)):
-        v.check_floating(func, name, a, xp)
         if a.ndim < 1 or a.shape[-1] != 2:
             msg = f"{func}: expected `{name}` of shape (*, 2); got shape {tuple(a.shape)}"
             raise ValueError(msg)

@@ -13,6 +13,7 @@ from typing import Any
 
 from array_api_compat import array_namespace, device, is_array_api_obj
 
+from . import _common as c
 from .backends import Hooks
 
 Array = Any
@@ -50,8 +51,8 @@ def namespace(func: str, **arrays: Array | None) -> Any:
         if len(kinds) == 1 and next(iter(kinds)).__module__.partition(".")[0] in ("numpy", "torch"):
             _NAMESPACE_BY_TYPE[next(iter(kinds))] = xp
     except TypeError:
-        kinds = ", ".join(f"`{name}` is {type(a).__module__}.{type(a).__name__}" for name, a in present.items())
-        msg = f"{func}: expected arrays of one array library; got {kinds}"
+        libraries = ", ".join(f"`{name}` is {type(a).__module__}.{type(a).__name__}" for name, a in present.items())
+        msg = f"{func}: expected arrays of one array library; got {libraries}"
         raise TypeError(msg) from None
     # A traced JAX array has no device (``None``): it takes the device of the arrays it meets.
     devices = {name: d for name, a in present.items() if (d := device(a)) is not None}
@@ -69,18 +70,35 @@ def check_ndim(func: str, name: str, x: Array, ndim: int, layout: str) -> None:
         raise ValueError(msg)
 
 
-def check_floating(func: str, name: str, x: Array, xp: Any) -> None:
+def check_floating(func: str, name: str, x: Array, xp: Any) -> Array:
+    """``x`` if it is real floating (else ``TypeError``), in its native byte order (see :func:`native_order`)."""
     if x.dtype == xp.float32 or x.dtype == xp.float64:  # the common case, without isdtype's kind parsing
-        return
+        return x
     if not xp.isdtype(x.dtype, "real floating"):
         msg = f"{func}: expected a real floating-point array for `{name}`; got dtype {x.dtype}"
         raise TypeError(msg)
+    return native_order(x, xp)
 
 
-def check_real(func: str, name: str, x: Array, xp: Any) -> None:
+def check_real(func: str, name: str, x: Array, xp: Any) -> Array:
+    """``x`` if it is real (floating, integer or bool; else ``TypeError``), in its native byte order."""
+    if x.dtype == xp.float32 or x.dtype == xp.float64:
+        return x
     if not (xp.isdtype(x.dtype, "real floating") or xp.isdtype(x.dtype, "integral") or x.dtype == xp.bool):
         msg = f"{func}: expected a real (floating, integer or bool) array for `{name}`; got dtype {x.dtype}"
         raise TypeError(msg)
+    return native_order(x, xp)
+
+
+def native_order(x: Array, xp: Any) -> Array:
+    """``x``, or a copy in the namespace's own dtype of its precision if its byte order is not native.
+
+    Only NumPy arrays (and Dask arrays of NumPy chunks) can be byte-swapped: FITS files hold ``>f8``
+    data. Converting once here makes every computation run in the input's own precision and every
+    output come out in the native dtype of that precision (``>f8`` in, float64 out).
+    """
+    own = c.native_dtype(x.dtype, xp=xp)
+    return x if own == x.dtype else xp.astype(x, own)
 
 
 def int_tuple(func: str, name: str, value: Any, n: int, *, minimum: int, allow_int: bool = True) -> tuple[int, ...]:
@@ -102,14 +120,14 @@ def int_tuple(func: str, name: str, value: Any, n: int, *, minimum: int, allow_i
 
 
 def check_int(func: str, name: str, value: Any, *, minimum: int) -> int:
-    if not _is_int(value) or value < minimum:
+    if not _is_int(value) or int(value) < minimum:
         msg = f"{func}: expected an int >= {minimum} for `{name}`; got {value!r}"
         raise ValueError(msg)
     return int(value)
 
 
 def check_number(func: str, name: str, value: Any, *, minimum: float = -math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= minimum:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not float(value) >= minimum:
         msg = f"{func}: expected a real number >= {minimum} for `{name}`; got {value!r}"
         raise ValueError(msg)
     return float(value)
@@ -134,7 +152,7 @@ def temperature(func: str, value: Any, x: Array, layout: tuple[int, ...], xp: An
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             msg = f"{func}: expected a positive number or array for `temperature`; got {type(value).__name__}"
             raise TypeError(msg)
-        if not value > 0:
+        if not float(value) > 0:
             msg = f"{func}: expected a positive `temperature`; got {value!r}"
             raise ValueError(msg)
         return float(value)

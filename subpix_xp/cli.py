@@ -543,10 +543,21 @@ def _silence_stdout() -> None:
 # detect
 
 
+# detect_blobs' settings that reproduce kornia's ScaleSpaceDetector (docs/detector.md).
+KORNIA_OPTIONS: dict[str, Any] = {"threshold": None, "edge_ratio": None, "duplicate_radius": None,
+                                  "spatial_refit": False, "keep_unrefined": True, "max_candidates": 0}
+
+
 def _detect_options(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {"num_features": args.num_features}
-    if args.threshold is not None:
-        options["threshold"] = args.threshold
+    if args.kornia:
+        options.update(KORNIA_OPTIONS)
+    for name in ("threshold", "edge_ratio"):
+        value = getattr(args, name)
+        if value is not None:
+            options[name] = None if value == "none" else value
+    if args.keep_duplicates:
+        options["duplicate_radius"] = None
     if args.no_refit:
         options["spatial_refit"] = False
     if args.single_scale_start:
@@ -965,15 +976,15 @@ def run_demo(backends: Sequence[str], *, seed: int = 0, noise: float = 0.005, nu
     rows: list[dict[str, Any]] = []
     shown: dict[str, Any] = {}
     plans = [(name, options, "") for name in backends]
-    if kornia_row and "numpy" in backends and options.get("spatial_refit", True):
-        plans.append(("numpy", {**options, "spatial_refit": False}, "kornia-compatible: spatial_refit=False"))
+    if kornia_row and "numpy" in backends and options != {**options, **KORNIA_OPTIONS}:
+        plans.append(("numpy", {**options, **KORNIA_OPTIONS}, "kornia-compatible settings (--kornia)"))
     for name, opts, note in plans:
         runner = Runner(name)
         def detect(runner: Runner = runner, opts: dict[str, Any] = opts) -> dict[str, np.ndarray]:
             return runner(batch, num_features=k, **opts)
 
         result, times, first = _time_runs(detect, repeat)
-        label = f"subpix-xp {runner.label}" + (" (3-D fit only)" if note else "")
+        label = f"subpix-xp {runner.label}" + (" (kornia settings)" if note else "")
         rows.append(_evaluate(scene, label, result["x"][0], result["y"][0], result["response"][0],
                               result["scale"][0], times, first, note))
         shown.setdefault("result", result)
@@ -1135,6 +1146,20 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _finite_or_none(minimum: float) -> Callable[[str], float | str]:
+    """An ``argparse`` type: ``"none"`` (the setting off) or a finite number of at least ``minimum``."""
+
+    def parse(text: str) -> float | str:
+        if text.strip().lower() == "none":
+            return "none"
+        value = _finite_float(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected 'none' or a number >= {minimum:g}; got {text!r}")
+        return value
+
+    return parse
+
+
 def _count(minimum: int) -> Callable[[str], int]:
     """An ``argparse`` type: an integer of at least ``minimum``."""
 
@@ -1154,8 +1179,17 @@ def _add_detector_options(p: argparse.ArgumentParser, *, demo: bool) -> None:
     p.add_argument("--num-features", "-n", type=_count(0), default=None, metavar="K",
                    help="keypoints per image (default: " + ("twice the blobs in the scene)" if demo else
                                                          "500; the demo: twice its blobs)"))
-    p.add_argument("--threshold", type=_finite_float, default=None,
-                   help="minimum DoG response, a finite number (default: none)")
+    p.add_argument("--threshold", type=_finite_or_none(0.0), default=None, metavar="T",
+                   help="contrast threshold: keep blobs whose |DoG| exceeds T times the image's intensity "
+                        "range, or 'none' (default: 0.04/3, SIFT's)")
+    p.add_argument("--edge-ratio", type=_finite_or_none(1.0), default=None, metavar="R",
+                   help="drop edge responses: principal curvature ratio R or more (SIFT's test), or 'none' "
+                        "(default: 10)")
+    p.add_argument("--keep-duplicates", action="store_true",
+                   help="keep every refined extremum, even a second one on the same blob (duplicate_radius=None)")
+    p.add_argument("--kornia", action="store_true",
+                   help="kornia's ScaleSpaceDetector settings: no threshold, edge test or duplicate removal, "
+                        "the 3-D fit's centres")
     p.add_argument("--no-refit", action="store_true",
                    help="keep the 3-D fit's centres (kornia's; spatial_refit=False)")
     p.add_argument("--single-scale-start", action="store_true",

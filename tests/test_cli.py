@@ -133,7 +133,7 @@ def test_demo_meets_targets_with_numpy_only(tmp_path):
     assert "subpix-xp numpy" in result.stdout and "pixel locking" in result.stdout
     report = json.loads((tmp_path / "demo.json").read_text())
     (main,) = [r for r in report["rows"] if r["name"].startswith("subpix-xp numpy") and not r["note"]]
-    (kornia_like,) = [r for r in report["rows"] if "spatial_refit=False" in r["note"]]
+    (kornia_like,) = [r for r in report["rows"] if "kornia-compatible" in r["note"]]
     n = report["scene"]["blobs"]
     assert main["found"] >= 0.95 * n and main["median"] <= 0.05 and main["p95"] <= 0.15
     assert main["median"] <= kornia_like["median"] and main["p95"] <= kornia_like["p95"]
@@ -449,3 +449,24 @@ def test_conformance_subcommand_runs_the_shipped_suite(capsys: pytest.CaptureFix
     out = capsys.readouterr().out
     assert "nms2d" in out and "nms3d" in out and "0 failed" in out
     assert cli.main(["conformance", "--backends", "no_such_backend_module"]) == 2
+
+
+def test_detector_options_map_to_detect_blobs() -> None:
+    parse = cli.build_parser().parse_args
+    assert cli._detect_options(parse(["detect", "a.png", "-n", "7"])) == {"num_features": 7}
+    options = cli._detect_options(parse(["detect", "a.png", "--threshold", "none", "--edge-ratio", "4",
+                                         "--keep-duplicates"]))
+    assert options == {"num_features": None, "threshold": None, "edge_ratio": 4.0, "duplicate_radius": None}
+    kornia = cli._detect_options(parse(["detect", "a.png", "--kornia"]))
+    assert kornia == {"num_features": None, **cli.KORNIA_OPTIONS}
+    with pytest.raises(SystemExit):
+        parse(["detect", "a.png", "--edge-ratio", "0.5"])
+
+
+def test_kornia_option_reproduces_the_kornia_settings_of_detect_blobs() -> None:
+    from subpix_xp import detect_blobs
+
+    yy, xx = np.mgrid[0:64, 0:64]
+    image = np.exp(-((xx - 30.3) ** 2 + (yy - 33.6) ** 2) / 18.0)
+    ours = detect_blobs(image, 5, **cli.KORNIA_OPTIONS)
+    assert bool(ours.valid[0]) and abs(float(ours.x[0]) - 30.3) < 0.1

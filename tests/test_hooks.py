@@ -444,4 +444,10 @@ def test_operations_agree_under_generic_hooks(xp_backend):
                 *subpix_xp.conv_quad_interp3d(x),
             )])
     for native, generic in zip(*runs):
-        np.testing.assert_array_equal(native, generic)
+        if native.dtype == np.bool_:
+            np.testing.assert_array_equal(native, generic)
+        else:
+            # XLA may fuse (and so round) the arithmetic after a native and a generic pad differently:
+            # the values agree to a few ulps, not bit for bit. The other backends are exact.
+            rtol = 1e-14 if xp_backend.name.startswith("jax") else 0.0
+            np.testing.assert_allclose(native, generic, rtol=rtol, atol=0.0)

@@ -250,3 +250,192 @@ def test_grad_quad_interp(func):
     # Flat input: no maximum, no NaN in the gradient.
     grad = jax.jit(jax.grad(lambda a: jnp.sum(func(a, n_iters=2)[1])))(jnp.zeros((1, 1, 5, 6, 7)))
     assert np.all(np.isfinite(np.asarray(grad)))
+
+
+# ---------------------------------------------------------------------------------------------
+# The compiled-program cache (backends/_jax.py ``blockwise``): what is traced, what is keyed, bounds.
+
+
+def _counting(monkeypatch, module, name):
+    """Replace ``module.name`` (a kernel) with a wrapper that counts its traces."""
+    calls = []
+    original = getattr(module, name)
+
+    def kernel(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, kernel)
+    return calls
+
+
+def test_float_parameters_are_traced_not_compiled_in(monkeypatch):
+    """``spatial_soft_argmax2d(x, 0.5 + 1e-3 * i)`` in a loop traces (so compiles) its kernel once,
+    and each call still uses its own temperature."""
+    from subpix_xp import _spatial
+    from subpix_xp.backends._jax import PROGRAMS
+
+    traces = _counting(monkeypatch, _spatial, "_soft_argmax_kernel")
+    x = jnp.asarray(X4)
+    before = PROGRAMS.misses
+    temps = [0.5 + 1e-3 * i for i in range(12)]
+    outs = [S.spatial_soft_argmax2d(x, t) for t in temps]
+    assert len(traces) == 1, f"traced {len(traces)} times for {len(temps)} temperatures"
+    assert PROGRAMS.misses - before == 1
+    for t, out in list(zip(temps, outs))[::5]:
+        _compare(out, S.spatial_soft_argmax2d(X4, t), f"spatial_soft_argmax2d(T={t})")
+
+
+FLOAT_CASES = [
+    ("conv_soft_argmax3d", "_conv_soft_argmax", "_conv_kernel",
+     lambda x, i: S.conv_soft_argmax3d(x, temperature=0.5 + 0.1 * i, strict_maxima_bonus=0.25 * (i + 1))),
+    ("conv_quad_interp3d", "_quad_interp", "_conv_quad_kernel",
+     lambda x, i: S.conv_quad_interp3d(x, strict_maxima_bonus=2.0 + i, max_subpixel_shift=0.3 + 0.1 * i)),
+    ("iterative_quad_interp3d", "_quad_interp", "_iterative_kernel",
+     lambda x, i: S.iterative_quad_interp3d(x, n_iters=0, strict_maxima_bonus=2.0 + i)),
+]
+
+
+@pytest.mark.parametrize(("name", "module", "kernel", "call"), FLOAT_CASES, ids=[c[0] for c in FLOAT_CASES])
+def test_bonus_shift_and_temperature_are_traced(monkeypatch, name, module, kernel, call):
+    """``strict_maxima_bonus``, ``max_subpixel_shift`` and temperatures are traced too (one trace for
+    three values), with the results of each value (the thresholds compared in the input's dtype)."""
+    import importlib
+
+    x = DOG.astype(np.float32)
+    refs = [call(x, i) for i in range(3)]
+    traces = _counting(monkeypatch, importlib.import_module(f"subpix_xp.{module}"), kernel)
+    outs = [call(jnp.asarray(x), i) for i in range(3)]
+    assert len(traces) == 1, f"{name}: traced {len(traces)} times for 3 parameter values"
+    for i, (out, ref) in enumerate(zip(outs, refs)):
+        for o, r in zip(_tuple(out), _tuple(ref)):
+            assert o.dtype == jnp.float32
+            assert_close(o, r, "float32", what=f"{name} #{i}")
+
+
+def test_program_cache_is_bounded_in_programs(monkeypatch):
+    """The cache keeps at most ``size`` programs, each one compiled executable (the key holds the input
+    shapes and dtypes), so its memory is bounded, not just its entry count."""
+    from subpix_xp.backends._jax import PROGRAMS
+
+    monkeypatch.setattr(PROGRAMS, "size", 3)
+    for width in range(5, 11):
+        S.spatial_softmax2d(jnp.ones((1, 2, 4, width)), 0.3)
+        S.spatial_softmax2d(jnp.ones((1, 2, 4, width), dtype=jnp.float32), 0.7)
+    assert len(PROGRAMS) == 3
+    assert [p._cache_size() for p in PROGRAMS.programs()] == [1, 1, 1]
+
+
+# ---------------------------------------------------------------------------------------------
+# use_generic_hooks() on JAX: the hook set is part of a program's key.
+
+
+@pytest.fixture
+def generic_window_max_calls(monkeypatch):
+    """Count the calls of the generic ``window_max`` (JAX's native one is ``lax.reduce_window``)."""
+    import dataclasses
+
+    from subpix_xp import backends
+    from subpix_xp.backends._jax import PROGRAMS
+
+    if backends._generic_forced():
+        pytest.skip("the generic hooks are forced everywhere (SUBPIX_XP_GENERIC_HOOKS): nothing to tell apart")
+    calls = []
+
+    def window_max(x, window, *, xp):
+        calls.append(window)
+        return _generic.window_max(x, window, xp=xp)
+
+    monkeypatch.setattr(backends, "GENERIC", dataclasses.replace(backends.GENERIC, window_max=window_max))
+    backends._generic_kernels.cache_clear()
+    PROGRAMS.clear()
+    yield calls
+    monkeypatch.undo()
+    backends._generic_kernels.cache_clear()
+    PROGRAMS.clear()
+
+
+def test_use_generic_hooks_is_honoured_after_a_native_compile(generic_window_max_calls):
+    from subpix_xp.backends import use_generic_hooks
+
+    calls = generic_window_max_calls
+    x = jnp.asarray(RNG.standard_normal((1, 2, 9, 14)))
+    native = S.nms2d(x, (5, 5))  # a 5-wide window: the strict-maxima test calls window_max
+    assert calls == [], "the native program used the generic window_max"
+    with use_generic_hooks():
+        generic = S.nms2d(x, (5, 5))
+    assert calls, "inside use_generic_hooks() the native program of this shape was reused"
+    seen = len(calls)
+    S.nms2d(x, (5, 5))
+    with use_generic_hooks():
+        S.nms2d(x, (5, 5))
+    assert len(calls) == seen, "each hook set keeps its own program: no retrace"
+    np.testing.assert_array_equal(np.asarray(native), np.asarray(generic))
+
+
+# ---------------------------------------------------------------------------------------------
+# JAX's default 32-bit mode: int32 indices.
+
+
+@pytest.mark.parametrize("func", [S.conv_quad_interp3d, S.iterative_quad_interp3d])
+def test_quad_interp_index_limit_is_a_clear_error(func):
+    """2.7e9 voxels cannot be numbered in int32: a ValueError naming the limit and the x64 switch
+    (abstract evaluation, nothing allocated); with x64 on the same shape traces."""
+    big = jax.ShapeDtypeStruct((1, 1, 3, 30000, 30000), jnp.float32)
+    with jax.enable_x64(False), pytest.raises(ValueError, match=r"2147483646 voxels.*jax_enable_x64"):
+        jax.eval_shape(func, big)
+    with jax.enable_x64(True):
+        coords, values = jax.eval_shape(func, big)
+    assert coords.shape == (1, 1, 3, 3, 30000, 30000) and values.shape == big.shape
+    with jax.enable_x64(False):  # just below the limit: traces in int32
+        just_fits = jax.ShapeDtypeStruct((1, 1, 3, 26000, 27000), jnp.float32)
+        assert jax.eval_shape(func, just_fits)[1].shape == just_fits.shape
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("func", [S.conv_quad_interp3d, S.iterative_quad_interp3d])
+def test_no_int64_truncation_warnings_in_32_bit_mode(func):
+    x = DOG[:, :, :, :17, :19].astype(np.float32)  # a shape of its own: traced afresh here
+    ref = func(x, n_iters=3)
+    with jax.enable_x64(False):
+        out = func(jnp.asarray(x), n_iters=3)
+        out_jit = jax.jit(functools.partial(func, n_iters=3))(jnp.asarray(x))
+    for o, j, r in zip(out, out_jit, ref):
+        assert o.dtype == jnp.float32
+        np.testing.assert_array_equal(np.asarray(o), r)
+        np.testing.assert_array_equal(np.asarray(j), r)
+
+
+# ---------------------------------------------------------------------------------------------
+# Extreme logits under jit.
+
+
+@pytest.mark.parametrize("temperature", [0.1, "array"])
+@pytest.mark.parametrize("func", [S.spatial_softmax2d, S.spatial_soft_argmax2d])
+def test_softmax_of_extreme_logits_under_jit_is_finite(func, temperature):
+    """float32 ``randn * 1e9`` at T = 0.1: |x / T| ~ 1e10, where one float32 ulp is 1024. XLA may
+    compute ``x / T`` twice with different rounding; the shifted logits must still be <= 0."""
+    x = (np.random.default_rng(0).standard_normal((2, 3, 16, 16)) * 1e9).astype(np.float32)
+    temp = 0.1 if temperature != "array" else jnp.full((2, 3, 1), 0.1, dtype=jnp.float32)
+    ref = func(x, 0.1)
+    out = jax.jit(lambda a: func(a, temp))(jnp.asarray(x))
+    assert np.all(np.isfinite(np.asarray(out))), "NaN or inf under jax.jit"
+    # Each map is one-hot at its maximum (the gaps are ~1e9): the result of NumPy's float32 run.
+    np.testing.assert_allclose(np.asarray(out), ref, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("error")
+def test_detect_blobs_under_jit_in_32_bit_mode_prints_no_warnings():
+    """The issue's case: ``detect_blobs`` under ``jax.jit`` without x64 printed int64-truncation
+    warnings from the quadratic refinement; now it asks for the default index dtype."""
+    yy, xx = np.mgrid[0:64, 0:64].astype(np.float64)
+    image = sum(np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * s * s))
+                for cx, cy, s in [(20.3, 22.6, 2.0), (44.1, 40.7, 2.5), (22.5, 45.2, 3.0)])
+    image = image[None, None].astype(np.float32)
+    with jax.enable_x64(False):
+        blobs = jax.jit(functools.partial(S.detect_blobs, num_features=4))(jnp.asarray(image))
+    ref = S.detect_blobs(image, num_features=4)
+    assert bool(np.asarray(blobs.valid).any())
+    np.testing.assert_array_equal(np.asarray(blobs.valid), ref.valid)
+    np.testing.assert_allclose(np.asarray(blobs.x), ref.x, atol=1e-3)
+    np.testing.assert_allclose(np.asarray(blobs.y), ref.y, atol=1e-3)

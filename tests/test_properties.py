@@ -8,7 +8,7 @@ import itertools
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -301,20 +301,56 @@ QUAD_PARAMS = {
 }
 
 
+def _covering_radius(n_iters, mask):
+    """The smallest ``dilation_radius`` that never cuts a path (the rule of ``_quad_interp._reach``).
+
+    A keypoint's fits are read at most ``n_iters - 1`` moves from its maximum, and every fit is read
+    at the keypoint's interior-clamped voxel: a maximum on the border (possible with a precomputed
+    mask) reads its first fit one voxel away, so it needs a radius of at least 1 (kornia 0.9.0's
+    rule too: the parity tests hold the two bit for bit).
+    """
+    return n_iters - 1 if mask is None or not _on_border(mask).any() else max(n_iters - 1, 1)
+
+
+def _depth_border_case():
+    """The case CI once drew: a precomputed maximum on the last depth slice, no scale steps (so the
+    border voxel is not rejected), ``n_iters`` 1; its fit, read at depth 2, puts it at 3.03."""
+    d, y, x = np.meshgrid(np.arange(4.0), np.arange(5.0), np.arange(5.0), indexing="ij")
+    vol = -((d - 2.03) ** 2 + (y - 2.2) ** 2 + 0.5 * (x - 1.9) ** 2)[None, None]
+    mask = np.zeros(vol.shape, bool)
+    mask[0, 0, 3, 2, 2] = True
+    return vol, mask
+
+
 @SETTINGS
 @given(data=volumes_and_masks(), extra=st.integers(-1, 2), **QUAD_PARAMS)
+@example(data=_depth_border_case(), extra=-1, n_iters=1, strict_maxima_bonus=0.0, max_subpixel_shift=0.6,
+         allow_scale_steps=False)
 def test_conv_equals_iterative_when_radius_covers_the_path(data, extra, n_iters, strict_maxima_bonus,
                                                            max_subpixel_shift, allow_scale_steps):
-    """A keypoint fits at most ``n_iters`` voxels, the last ``n_iters - 1`` moves from its start, so a
-    dilation radius of ``n_iters - 1`` or more never cuts a path: both paths agree exactly."""
+    """With a dilation radius of at least :func:`_covering_radius` (``n_iters - 1``, and at least 1
+    when a precomputed maximum lies on the border) no path is cut: both paths agree exactly."""
     x, mask = data
-    radius = max(0, n_iters + extra)
+    radius = max(_covering_radius(n_iters, mask), n_iters + extra)
     kw = {"n_iters": n_iters, "strict_maxima_bonus": strict_maxima_bonus, "precomputed_nms_mask": mask,
           "max_subpixel_shift": max_subpixel_shift, "allow_scale_steps": allow_scale_steps}
     c_conv, v_conv = sx.conv_quad_interp3d(x, dilation_radius=radius, **kw)
     c_iter, v_iter = sx.iterative_quad_interp3d(x, **kw)
     np.testing.assert_array_equal(c_conv, c_iter)
     np.testing.assert_array_equal(v_conv, v_iter)
+
+
+def test_a_border_maximum_needs_radius_one():
+    """The rule behind :func:`_covering_radius`: radius 0 rejects the depth-border keypoint (grid
+    coordinates), radius 1 refines it as the iterative path does."""
+    x, mask = _depth_border_case()
+    kw = {"n_iters": 1, "strict_maxima_bonus": 0.0, "precomputed_nms_mask": mask, "allow_scale_steps": False}
+    c_iter, _ = sx.iterative_quad_interp3d(x, **kw)
+    np.testing.assert_allclose(c_iter[0, 0, :, 3, 2, 2], [3.03, 1.9, 2.2], atol=1e-9)
+    c0, _ = sx.conv_quad_interp3d(x, dilation_radius=0, **kw)
+    np.testing.assert_array_equal(c0[0, 0, :, 3, 2, 2], [3.0, 2.0, 2.0])
+    c1, _ = sx.conv_quad_interp3d(x, dilation_radius=1, **kw)
+    np.testing.assert_array_equal(c1, c_iter)
 
 
 @SETTINGS
@@ -331,10 +367,7 @@ def test_conv_is_iterative_or_rejected(data, radius, n_iters, strict_maxima_bonu
     same = (c_conv == c_iter).all(axis=2) & (v_conv == v_iter)
     rejected = (c_conv == _grid(x.shape)).all(axis=2) & (v_conv == x)
     assert (same | rejected).all(), np.argwhere(~(same | rejected))[:5].tolist()
-    # Every iteration reads the fit of the interior-clamped voxel: a maximum on the border (possible
-    # with a precomputed mask) reads one voxel away, so radius 0 cannot cover it.
-    reach = n_iters - 1 if mask is None or not _on_border(mask).any() else max(n_iters - 1, 1)
-    if radius >= reach:
+    if radius >= _covering_radius(n_iters, mask):
         assert same.all()
 
 

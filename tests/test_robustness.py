@@ -598,6 +598,142 @@ def test_half_precision(name, half, op):
 
 
 # --------------------------------------------------------------------------------------------
+# Byte order: FITS files (astronomy) hold big-endian data; NumPy arrays (and Dask arrays of NumPy
+# chunks) are the only ones that can carry a non-native byte order.
+
+
+def _swapped(a, dtype):
+    """``a`` in ``dtype`` with the byte order this machine does not use (``>f8`` on x86)."""
+    swapped = np.dtype(dtype).newbyteorder("S")
+    assert not swapped.isnative
+    return np.asarray(a).astype(dtype).astype(swapped)
+
+
+def _byte_order_backends():
+    return [n for n in ("numpy", "dask") if n in _SELECTED]
+
+
+@pytest.mark.parametrize("op", list(OPS))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", _byte_order_backends())
+def test_non_native_byte_order_gives_the_native_result(name, dtype, op):
+    """A byte-swapped input computes in its own precision: every output equals the native input's
+    and comes out in the native dtype of that precision (``>f8`` -> float64, ``>f4`` -> float32)."""
+    be = _load(name)
+    make, call, masks = OPS[op]
+    np_in = make()
+    native = {k: be.asarray(v if v.dtype == bool else v.astype(dtype)) for k, v in np_in.items()}
+    swapped = {k: be.asarray(v if v.dtype == bool else _swapped(v, dtype)) for k, v in np_in.items()}
+    assert all(not v.dtype.isnative for k, v in swapped.items() if np_in[k].dtype != bool)
+    outs, refs = _outputs(call(swapped)), _outputs(call(native))
+    for i, (o, r) in enumerate(zip(outs, refs)):
+        expected = np.dtype(bool) if i in masks else np.dtype(dtype)
+        assert o.dtype == expected and o.dtype.isnative, f"{op} output {i}: dtype {o.dtype.str}"
+        np.testing.assert_array_equal(be.to_numpy(o), be.to_numpy(r), err_msg=f"{op} output {i}")
+
+
+@pytest.mark.parametrize("dtype", ["int16", "int32", "int64", "uint16", "uint32", "float16"])
+@pytest.mark.parametrize("func", ["nms2d", "nms3d", "nms3d_minmax"])
+def test_non_native_integer_nms(func, dtype):
+    """The NMS functions take any real dtype: a byte-swapped one gives the native dtype's result."""
+    x = np.round(noise(VOL if func != "nms2d" else MAP) * 20) % 50
+    call = {"nms2d": lambda a: sx.nms2d(a, (3, 3)), "nms3d": lambda a: sx.nms3d(a, (3, 1, 3)),
+            "nms3d_minmax": sx.nms3d_minmax}[func]
+    native = x.astype(dtype)
+    outs, refs = _outputs(call(_swapped(x, dtype))), _outputs(call(native))
+    for o, r in zip(outs, refs):
+        assert o.dtype == r.dtype and o.dtype.isnative, f"{func}: dtype {o.dtype.str}"
+        np.testing.assert_array_equal(o, r)
+
+
+def _bump(dtype):
+    """A 1e-3 Gaussian bump on a 1e4 background: float32 cannot resolve it (its ulp there is 1e-3)."""
+    d, y, x = np.meshgrid(np.arange(5.0), np.arange(7.0), np.arange(7.0), indexing="ij")
+    vol = 1e4 + 1e-3 * np.exp(-((d - 2.2) ** 2 + (y - 3.4) ** 2 + (x - 2.7) ** 2) / 4.0)
+    return np.asarray(vol[None, None]).astype(dtype)
+
+
+@pytest.mark.parametrize("func", ["conv_quad_interp3d", "iterative_quad_interp3d"])
+def test_big_endian_float64_keeps_its_precision(func):
+    """``>f8`` refines a bump that only float64 resolves, exactly as ``<f8`` does (not in float32)."""
+    run = getattr(sx, func)
+    ref_c, ref_v = run(_bump("<f8"), strict_maxima_bonus=0.0)
+    big_c, big_v = run(_bump(">f8"), strict_maxima_bonus=0.0)
+    np.testing.assert_allclose(ref_c[0, 0, :, 2, 3, 3], [2.2, 2.7, 3.4], atol=0.01)
+    for big, ref in ((big_c, ref_c), (big_v, ref_v)):
+        assert big.dtype == np.float64 and big.dtype.isnative, big.dtype.str
+        np.testing.assert_array_equal(big, ref)
+
+
+def test_detect_blobs_big_endian_equals_native():
+    """``detect_blobs`` on a ``>f8`` image: the keypoints of the ``<f8`` image, in native float64."""
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[0:48, 0:48].astype(np.float64)
+    image = 1e4 + 1e-3 * sum(np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * s * s))
+                             for cx, cy, s in rng.uniform((8, 8, 1.5), (40, 40, 3.0), (4, 3)))
+    image = image[None, None]
+    ref = sx.detect_blobs(image.astype("<f8"), num_features=8)
+    big = sx.detect_blobs(image.astype(">f8"), num_features=8)
+    assert bool(ref.valid.any()), "the float64 reference should find the blobs"
+    for field, b, r in zip(ref._fields, big, ref):
+        assert b.dtype == r.dtype and b.dtype.isnative, f"{field}: {b.dtype.str}"
+        np.testing.assert_array_equal(b, r, err_msg=field)
+
+
+# --------------------------------------------------------------------------------------------
+# use_generic_hooks() and Dask: a graph runs the hooks in force when it was built.
+
+
+@pytest.fixture
+def generic_pad_calls(monkeypatch):
+    """Count the calls of the generic ``pad`` hook (NumPy's native one is ``np.pad``)."""
+    import dataclasses
+
+    from subpix_xp import backends
+    from subpix_xp.backends import _generic, _numpy
+
+    if backends._generic_forced():
+        pytest.skip("the generic hooks are forced everywhere (SUBPIX_XP_GENERIC_HOOKS): nothing to tell apart")
+    assert _numpy.HOOKS.pad is not _generic.pad
+    calls = []
+
+    def pad(x, widths, value, *, xp):
+        calls.append(widths)
+        return _generic.pad(x, widths, value, xp=xp)
+
+    monkeypatch.setattr(backends, "GENERIC", dataclasses.replace(backends.GENERIC, pad=pad))
+    backends._generic_kernels.cache_clear()
+    yield calls
+    monkeypatch.undo()
+    backends._generic_kernels.cache_clear()
+
+
+@pytest.mark.parametrize("scheduler", ["threads", "sync"])
+def test_dask_graph_runs_the_hooks_chosen_when_it_was_built(generic_pad_calls, scheduler):
+    """Built inside ``use_generic_hooks()``, computed outside: generic kernels (also on the threaded
+    scheduler's workers, which do not see the context); built outside, computed inside: native."""
+    from subpix_xp.backends import use_generic_hooks
+
+    be = _load("dask")
+    calls = generic_pad_calls
+    x = noise((2, 2, 12, 13), seed=5)
+    ref = sx.nms2d(x, (5, 5))
+    calls.clear()
+    with use_generic_hooks():
+        lazy = sx.nms2d(be.asarray(x), (5, 5))
+    assert calls == [], "building the graph computed something"
+    out = lazy.compute(scheduler=scheduler)
+    assert calls, "a graph built inside use_generic_hooks() ran the native kernels"
+    np.testing.assert_array_equal(out, ref)
+    calls.clear()
+    lazy = sx.nms2d(be.asarray(x), (5, 5))
+    with use_generic_hooks():
+        out = lazy.compute(scheduler=scheduler)
+    assert calls == [], "a graph built outside use_generic_hooks() ran the generic kernels"
+    np.testing.assert_array_equal(out, ref)
+
+
+# --------------------------------------------------------------------------------------------
 # The classes: repr and forward.
 
 CLASSES = {

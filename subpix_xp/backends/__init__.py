@@ -136,6 +136,22 @@ def _generic_kernels(native: Hooks) -> Hooks:
 def use_generic_hooks(enabled: bool = True) -> Iterator[None]:
     """Run the enclosed calls on the generic (standard-only) hooks.
 
+    The choice is made where a computation is *prepared*, and it sticks to it:
+
+    * eager calls (NumPy, PyTorch, CuPy, array-api-strict) run inside the context on its hooks;
+    * JAX: the hook set is part of the key of each compiled program, so a call inside the context
+      traces (or reuses) a program of the generic kernels even if a native one of the same shape and
+      parameters exists, and the other way round outside it; under your own ``jax.jit`` the hooks are
+      those in force while it traces;
+    * Dask: the hooks are chosen when the graph is built. A graph built inside the context runs the
+      generic kernels wherever and whenever it is computed (outside the context, on the scheduler's
+      threads, on ``dask.distributed`` workers); one built outside runs the native kernels even if
+      computed inside the context.
+
+    ``enabled=False`` inside an enclosing context restores the native hooks. The environment
+    variable ``SUBPIX_XP_GENERIC_HOOKS=1`` forces the generic hooks in every call of the process
+    that has it (Dask workers included, where it is set), whatever the context says.
+
     >>> import numpy as np
     >>> from subpix_xp import nms2d
     >>> from subpix_xp.backends import use_generic_hooks

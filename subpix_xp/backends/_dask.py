@@ -36,13 +36,14 @@ with an explicit ``meta`` (of the chunks' own library: NumPy, or CuPy for CuPy-b
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import GENERIC, hooks_for
+from . import GENERIC, _force_generic, hooks_for, use_generic_hooks
 
 Array = Any
 
@@ -74,6 +75,26 @@ def prefers_static_shapes(x: Any) -> bool:
     # Each chunk runs on its own library, so ask that library (CuPy chunks: True; NumPy: False).
     meta = getattr(x, "_meta", None)
     return bool(meta is not None and _chunk_hooks(x).prefers_static_shapes(meta))
+
+
+# ---------------------------------------------------------------------------------------------
+# The hook set of a graph: chosen when it is built.
+
+
+def _pinned(kernel: Callable[..., Any]) -> Callable[..., Any]:
+    """``kernel``, to run on the hooks in force now (native, or generic inside ``use_generic_hooks()``).
+
+    A task runs later, maybe on another thread (where a context variable set here is not seen) or in
+    another process; so the choice travels with the task (a picklable ``partial``).
+    """
+    if isinstance(kernel, functools.partial) and kernel.func is _run_pinned:
+        return kernel
+    return functools.partial(_run_pinned, kernel, _force_generic.get())
+
+
+def _run_pinned(kernel: Callable[..., Any], generic: bool, *args: Any, **kwargs: Any) -> Any:
+    with use_generic_hooks(generic):
+        return kernel(*args, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -241,7 +262,7 @@ def _iterative_quad(kernel: Callable[..., Any], x: Any, mask: Any, **params: Any
         if mask is None:
             from subpix_xp._nms import _nms_kernel
 
-            mask = _nms(_nms_kernel, x, window=(3, 3, 3), mask_only=True)
+            mask = _nms(_pinned(_nms_kernel), x, window=(3, 3, 3), mask_only=True)
         mask = _top_candidates(x, mask, k)
         params = {**params, "max_candidates": None}
     return _quad(max(params["n_iters"], 1), kernel, x, mask, params)
@@ -430,10 +451,16 @@ _PLANS: dict[str, Callable[..., Any]] = {
 def blockwise(op: str, kernel: Callable[..., Any], /, *arrays: Any, xp: Any, **params: Any) -> Any:
     """Run operation ``op`` lazily, block by block, by its plan (see the module docstring).
 
+    The blocks run on the hooks chosen *now*, when the graph is built: a graph built inside
+    :func:`~subpix_xp.backends.use_generic_hooks` runs the generic kernels wherever and whenever it
+    is computed (outside the context, on the scheduler's threads, on ``dask.distributed`` workers),
+    and one built outside runs the native kernels even if computed inside it.
+
     With an empty array among the inputs the result is empty too (its shape is all that matters):
     the kernel runs once on stand-ins of the chunks' library (zeros, ones for a temperature), which
     costs nothing, and the result is wrapped as a one-chunk Dask array.
     """
+    kernel = _pinned(kernel)
     present = [a for a in arrays if a is not None and not isinstance(a, float)]
     if any(math.isnan(n) for a in present for n in a.shape):
         msg = (f"{op}: Dask arrays of unknown shape or chunk sizes (NaN) cannot be split into windows; "

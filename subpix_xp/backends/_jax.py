@@ -5,13 +5,15 @@ values cannot be read (``can_inspect`` is False, so temperature arrays are not v
 shape may depend on them (``supports_dynamic_shapes`` is False, so ``iterative_quad_interp3d`` takes
 the static-shape path). Concrete arrays keep the sparse path. ``prefers_static_shapes`` is True:
 XLA compiles the dense, branch-free path well, so ``AdaptiveQuadInterp3d(mode="auto")`` picks
-``conv_quad_interp3d`` for JAX arrays.
+``conv_quad_interp3d`` for JAX arrays. ``blockwise`` runs each operation as one compiled program
+from a bounded cache, with its float parameters traced (see :func:`blockwise`).
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
-import functools
+import threading
 from typing import Any
 
 from . import GENERIC, _generic
@@ -75,38 +77,118 @@ def expand(values: Any, index: Any, base: Any, *, xp: Any) -> Any:
 
 
 def blockwise(op: str, kernel: Any, /, *arrays: Any, xp: Any, **params: Any) -> Any:
-    """Run the whole operation as one XLA computation (``jax.jit``), static parameters baked in.
+    """Run the whole operation as one XLA computation (``jax.jit``), from a bounded cache of programs.
 
-    Eager calls then cost one compilation per shape and parameter set instead of hundreds of
-    op-by-op dispatches; inside an outer ``jit``/``grad`` the inner ``jit`` is simply inlined.
-    Compiled, ``iterative_quad_interp3d`` takes its static-shape path, which gives the same result.
+    Eager calls then cost one compilation per program instead of hundreds of op-by-op dispatches;
+    inside an outer ``jit``/``grad`` the inner ``jit`` is simply inlined. Compiled,
+    ``iterative_quad_interp3d`` takes its static-shape path, which gives the same result.
+
+    What is traced and what is baked in: the arrays are traced, and so are the Python floats that
+    only enter arithmetic (temperatures, ``strict_maxima_bonus``, ``max_subpixel_shift``), as weakly
+    typed scalars, so ``spatial_soft_argmax2d(x, 0.5 + 1e-3 * i)`` in a loop compiles once. The
+    exceptions are 0.0 and 1.0, which stay static because kernels skip work for them (a temperature
+    of 1 divides by nothing, a bonus of 0 needs no maxima mask): at most three programs per float.
+    Ints, bools, tuples and ``None`` are static (they fix shapes and branches). So is the hook set
+    (native or generic, see :func:`~subpix_xp.backends.use_generic_hooks`), chosen when a program is
+    traced: a program traced under ``use_generic_hooks()`` is never reused outside it, and back.
+
+    See :class:`_Programs` for the bound on the cache.
     """
     import jax
 
-    positions = tuple(i for i, a in enumerate(arrays) if isinstance(a, jax.Array))
+    from . import _generic_forced
+
+    positions = tuple(i for i, a in enumerate(arrays) if isinstance(a, jax.Array) or _traced_float(a))
     fixed = tuple(None if i in positions else a for i, a in enumerate(arrays))
-    run = _compiled(kernel, xp, tuple(sorted(params.items())), fixed, positions)
-    return run(*(arrays[i] for i in positions))
+    floats = tuple(sorted(k for k, v in params.items() if _traced_float(v)))
+    static = tuple(sorted((k, v) for k, v in params.items() if k not in floats))
+    values = [arrays[i] for i in positions] + [params[k] for k in floats]
+    signature = tuple(float if type(a) is float else (a.shape, a.dtype, a.weak_type) for a in values)
+    key = (kernel, xp, static, fixed, positions, floats, signature, _generic_forced(), jax.config.read("jax_enable_x64"))
+    run = PROGRAMS.get(key, lambda: _jit(kernel, xp, dict(static), fixed, positions, floats))
+    return run(*values)
 
 
-@functools.lru_cache(maxsize=512)
-def _compiled(kernel: Any, xp: Any, params: tuple[tuple[str, Any], ...], fixed: tuple[Any, ...],
-              positions: tuple[int, ...]) -> Any:
+def _traced_float(value: Any) -> bool:
+    """A Python float other than 0.0 and 1.0 (the values kernels specialise on); not a bool or an int."""
+    return type(value) is float and value != 0.0 and value != 1.0
+
+
+def _jit(kernel: Any, xp: Any, keywords: dict[str, Any], fixed: tuple[Any, ...], positions: tuple[int, ...],
+         floats: tuple[str, ...]) -> Any:
     import jax
-
-    keywords = dict(params)
 
     def run(*traced: Any) -> Any:
         args = list(fixed)
         for i, a in zip(positions, traced):
             args[i] = a
-        return kernel(*args, xp=xp, **keywords)
+        scalars = dict(zip(floats, traced[len(positions):]))
+        return kernel(*args, xp=xp, **keywords, **scalars)
 
     return jax.jit(run)
 
 
+class _Programs:
+    """The compiled programs of :func:`blockwise`: at most ``size``, least recently used dropped first.
+
+    A key is everything a program is specialised on (kernel, static parameters, the shape, dtype and
+    weak type of each traced value, the hook set, ``jax_enable_x64``), so each entry holds one
+    ``jax.jit`` wrapper that compiles one XLA executable (per device): the cache holds at most
+    ``size`` executables, not ``size`` wrappers of unbounded executables each. Measured on CPU, a
+    program holds 2.5-6 MiB (``docs/dask_and_jax.md``), so the default of 32 keeps this cache under
+    about 200 MiB. ``clear()`` empties it; JAX's own tracing caches are JAX's (``jax.clear_caches()``).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.misses = 0
+        self._entries: collections.OrderedDict[Any, Any] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any, make: Any) -> Any:
+        with self._lock:
+            run = self._entries.get(key)
+            if run is not None:
+                self._entries.move_to_end(key)
+                return run
+        run = make()
+        with self._lock:
+            self.misses += 1
+            run = self._entries.setdefault(key, run)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return run
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def programs(self) -> list[Any]:
+        """The cached ``jax.jit`` wrappers, least recently used first."""
+        with self._lock:
+            return list(self._entries.values())
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+PROGRAMS = _Programs(32)
+
+
 def can_inspect(x: Any) -> bool:
-    return not _is_tracer(x)
+    # Under a trace even a concrete array's comparisons are traced (a temperature closed over by a
+    # jitted function), so nothing is read while any trace is active.
+    return not _is_tracer(x) and not _tracing()
+
+
+def _tracing() -> bool:
+    """Whether a JAX trace (``jit``, ``grad``, ``vmap``) is active; False if this JAX cannot say."""
+    try:
+        from jax._src.core import trace_state_clean
+    except ImportError:  # pragma: no cover - a JAX without it: tracers are still recognised
+        return False
+    return not trace_state_clean()
 
 
 def supports_dynamic_shapes(x: Any) -> bool:
