@@ -9,7 +9,7 @@ from . import _common as c
 from . import _validation as v
 from ._common import device
 from ._nms import _strict_extrema
-from .backends import Hooks, hooks_for
+from .backends import Blockwise, Hooks, Output, hooks_for
 
 Array = Any
 
@@ -129,7 +129,7 @@ def _conv_soft_argmax(
     hooks = hooks_for(xp)
     temp = v.temperature(func, temperature, input, shape[:2] + (1,) * ndim, xp, hooks)
     return hooks.blockwise(
-        func, _conv_kernel, input, temp, xp=xp, window=window, strides=strides,
+        func, _CONV_BLOCKS, input, temp, xp=xp, window=window, strides=strides,
         widths=tuple((p, p) for p in pads), first=tuple(-p for p in pads), sizes=spatial,
         normalized=normalized_coordinates, output_value=output_value, bonus=bonus,
     )
@@ -313,3 +313,16 @@ def conv_soft_argmax3d(
         "conv_soft_argmax3d", input, kernel_size, stride, padding, temperature,
         normalized_coordinates, eps, output_value, strict_maxima_bonus, 3,
     )
+
+
+def _conv_outputs(ndim: int, params: dict[str, Any]) -> tuple[Output, ...]:
+    coords = Output(new=(len(params["window"]),), at=2)
+    return (coords, Output()) if params["output_value"] else (coords,)
+
+
+# Blockwise: strided windows; a block gets exactly the input its windows read (``widths``, ``first``).
+_CONV_BLOCKS = Blockwise(
+    _conv_kernel,
+    windows=lambda params: tuple((k, s, a) for k, s, (a, _) in zip(params["window"], params["strides"], params["widths"])),
+    outputs=_conv_outputs,
+)

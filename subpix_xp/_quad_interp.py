@@ -23,7 +23,7 @@ from . import _common as c
 from . import _validation as v
 from ._common import device
 from ._nms import _strict_extrema
-from .backends import Hooks, hooks_for
+from .backends import Blockwise, Hooks, Output, hooks_for
 
 Array = Any
 
@@ -372,7 +372,7 @@ def conv_quad_interp3d(
                 allow_scale_steps)
     radius = v.check_int(func, "dilation_radius", dilation_radius, minimum=0)
     return hooks_for(xp).blockwise(
-        "conv_quad_interp3d", _conv_quad_kernel, input, precomputed_nms_mask, xp=xp, n_iters=n_iters,
+        func, _CONV_QUAD_BLOCKS, input, precomputed_nms_mask, xp=xp, n_iters=n_iters,
         bonus=float(strict_maxima_bonus), threshold=float(max_subpixel_shift), allow_scale_steps=allow_scale_steps,
         radius=radius, origin=(0, 0, 0),
     )
@@ -585,7 +585,7 @@ def iterative_quad_interp3d(
     if max_candidates is not None:
         max_candidates = v.check_int(func, "max_candidates", max_candidates, minimum=0)
     return hooks_for(xp).blockwise(
-        "iterative_quad_interp3d", _iterative_kernel, input, precomputed_nms_mask, xp=xp, n_iters=n_iters,
+        func, _ITERATIVE_BLOCKS, input, precomputed_nms_mask, xp=xp, n_iters=n_iters,
         bonus=float(strict_maxima_bonus), threshold=float(max_subpixel_shift), allow_scale_steps=allow_scale_steps,
         max_candidates=max_candidates, origin=(0, 0, 0),
     )
@@ -622,3 +622,56 @@ def _top_per_image_dense(input: Array, mask: Array, per_image: int, *, xp: Any) 
     order = xp.take_along_axis(by_value, maxima_first, axis=-1)
     rank = xp.argsort(order, axis=-1, stable=True)
     return xp.reshape(flat_mask & (rank < per_image), tuple(input.shape))
+
+
+def _lazy_candidates(
+    input: Array, mask: Array | None, *, xp: Any, **params: Any
+) -> tuple[tuple[Array, Array | None], dict[str, Any]]:
+    """``max_candidates`` chosen over whole images before a chunked run, so blocks refine independently.
+
+    Keeps each image's maxima above its ``k``-th largest maximum value, and of those equal to it the
+    first in C order (counted by a cumulative sum): the candidates of the in-memory kernel.
+    """
+    k, hooks = params["max_candidates"], hooks_for(xp)
+    if k is None or params["n_iters"] == 0 or min(input.shape[2:]) < 3:
+        return (input, mask), params
+    params = {**params, "max_candidates": None}
+    if mask is None:
+        from ._nms import nms3d
+
+        mask = nms3d(input, (3, 3, 3), mask_only=True)
+    b, ch = input.shape[:2]
+    volume = math.prod(input.shape[2:])
+    if k >= volume:
+        return (input, mask), params
+    if k == 0:
+        return (input, xp.zeros_like(mask)), params
+    flat_mask = xp.reshape(mask, (b * ch, volume))
+    values = xp.where(flat_mask, xp.reshape(input, (b * ch, volume)), xp.asarray(-math.inf, dtype=input.dtype))
+    kth = hooks.kth_largest(values, k, xp=xp)
+    above = flat_mask & (values > kth)
+    tied = flat_mask & (values == kth)
+    count = xp.astype(tied, c.index_dtype(xp=xp))
+    room = k - xp.sum(xp.astype(above, count.dtype), axis=-1, keepdims=True)
+    keep = above | (tied & (xp.cumulative_sum(count, axis=-1) <= room))
+    return (input, xp.reshape(keep, tuple(input.shape))), params
+
+
+def _quad_outputs(ndim: int, params: dict[str, Any]) -> tuple[Output, ...]:
+    return Output(new=(3,), at=2), Output()
+
+
+# Blockwise: a keypoint moves at most one voxel per iteration and at most ``n_iters - 1`` times;
+# each fit reads the 3x3x3 neighbourhood of its voxel and (conv path) the NMS mask within
+# ``dilation_radius`` of it, and the mask at a voxel needs its own 3x3x3 neighbourhood: so a block
+# extended by ``n_iters + radius`` sees every value a keypoint of its core can read, and its borders
+# (where the rule would reject a move) are never reached from the core. Blocks of at least 3 voxels a
+# side, so only volumes shorter than 3 are returned unrefined.
+_CONV_QUAD_BLOCKS = Blockwise(
+    _conv_quad_kernel, halo=lambda params: (max(params["n_iters"] + params["radius"], 1),) * 3, origin=True,
+    minimum=3, outputs=_quad_outputs,
+)
+_ITERATIVE_BLOCKS = Blockwise(
+    _iterative_kernel, halo=lambda params: (max(params["n_iters"], 1),) * 3, origin=True, minimum=3,
+    outputs=_quad_outputs, prepare=_lazy_candidates,
+)

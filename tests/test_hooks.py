@@ -110,7 +110,18 @@ def _outer_cases(rng):
     yield (a, rng.standard_normal((4, 5)).astype("float32") * 1e-30), {}  # inf * 0, subnormal products
 
 
+def _kth_cases(rng):
+    for dtype in ["float32", "float64", "int32"]:
+        for shape, k in [((7,), 1), ((3, 40), 5), ((2, 3, 9), 9)]:
+            yield (_data(rng, shape, dtype), k), {}
+    x = rng.standard_normal((4, 30))
+    x[:, ::3] = -np.inf  # the masked-out entries of a candidate selection
+    x[1, :5] = x[1, 5]  # ties at the k-th value
+    yield (x, 6), {}
+
+
 CASES = {
+    "kth_largest": _kth_cases,
     "window_max": _window_cases,
     "window_min": _window_cases,
     "pad": _pad_cases,

@@ -20,7 +20,55 @@ from typing import Any
 
 from . import _generic
 
-__all__ = ["GENERIC", "Hooks", "backend_name", "hooks_for", "use_generic_hooks"]
+__all__ = ["GENERIC", "Blockwise", "Hooks", "Output", "backend_name", "hooks_for", "use_generic_hooks"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Output:
+    """One output of a :class:`Blockwise` kernel, laid out from the input grid's axes.
+
+    Its axes are the grid's axes less the trailing ``drop`` ones (which must be whole, see
+    :attr:`Blockwise.whole`), with new axes of sizes ``new`` inserted at axis ``at`` (``None``: at
+    the end). ``boolean``: a mask; otherwise the dtype of the first array.
+    """
+
+    boolean: bool = False
+    drop: int = 0
+    new: tuple[int, ...] = ()
+    at: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Blockwise:
+    """How an operation's kernel runs on one block of a larger array (declared next to the kernel).
+
+    ``kernel(*arrays, xp=, **params)`` computes the operation on whole in-memory arrays. The
+    *grid* is the broadcast shape of the array arguments; its leading axes are batch axes, which a
+    chunked executor may split anywhere. The trailing axes are declared by exactly one of:
+
+    * ``halo(params)``: per trailing axis, how many neighbours one output entry reads on each side;
+      the kernel runs on a block extended by them and its outputs are cropped to the block's core.
+      With ``origin`` the kernel gets ``origin=`` (the extended block's start on those axes).
+      Blocks are at least ``minimum`` entries long on them.
+    * ``windows(params)``: per trailing axis ``(size, stride, padding before)`` of strided windows;
+      the kernel gets exactly the input its windows read, with ``widths=`` (its padding per axis)
+      and ``first=`` (the first window's first position in the whole, padded-free array).
+    * ``whole``: that many trailing axes are never split.
+
+    An array argument of size 1 on an axis broadcasts there (a temperature). ``outputs(ndim,
+    params)`` describes the results (one: returned as is; several: a tuple). ``prepare(*arrays,
+    xp=, **params) -> (arrays, params)``, if given, is run by a chunked executor on the whole lazy
+    arrays first (a selection over whole images), so the blocks are independent.
+    """
+
+    kernel: Callable[..., Any]
+    halo: Callable[[dict[str, Any]], tuple[int, ...]] | None = None
+    windows: Callable[[dict[str, Any]], tuple[tuple[int, int, int], ...]] | None = None
+    whole: int = 0
+    origin: bool = False
+    minimum: int = 1
+    outputs: Callable[[int, dict[str, Any]], tuple[Output, ...]] = lambda ndim, params: (Output(),)
+    prepare: Callable[..., tuple[tuple[Any, ...], dict[str, Any]]] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +93,7 @@ class Hooks:
     block_elements: Callable[[Any], int]
     softmax: Callable[..., Any]
     outer: Callable[..., Any]
+    kth_largest: Callable[..., Any]
 
 
 GENERIC = Hooks(
@@ -61,6 +110,7 @@ GENERIC = Hooks(
     block_elements=_generic.block_elements,
     softmax=_generic.softmax,
     outer=_generic.outer,
+    kth_largest=_generic.kth_largest,
 )
 
 # What an array *is* (traced, lazy, chunked, on an accelerator) rather than a faster kernel: these

@@ -150,15 +150,20 @@ def separable_filter(x: Array, kernel: tuple[float, ...], *, xp: Namespace) -> A
     return x
 
 
-def blockwise(op: str, kernel: Any, /, *arrays: Array | None, xp: Namespace, **params: Any) -> Any:
-    """Run the validated operation ``op``: here simply ``kernel(*arrays, xp=xp, **params)``.
+def blockwise(func: str, plan: Any, /, *arrays: Array | None, xp: Namespace, **params: Any) -> Any:
+    """Run the validated operation ``func``: here simply ``plan.kernel(*arrays, xp=xp, **params)``.
 
-    ``kernel`` computes the operation on whole in-memory arrays; its keyword parameters include the
-    coordinate origin of the arrays it sees, so it can equally run on one block of a larger array.
-    A chunked backend (Dask) overrides this hook to run ``kernel`` block by block, on each chunk's
-    own array library, with the halo that ``op`` needs (see :mod:`subpix_xp.backends._dask`).
+    ``plan`` is the operation's :class:`~subpix_xp.backends.Blockwise` declaration: its kernel
+    computes the operation on whole in-memory arrays, and the declaration says how it can equally
+    run on one block of a larger array. A chunked backend (Dask) overrides this hook to run the
+    kernel block by block, on each chunk's own array library (see :mod:`subpix_xp.backends._dask`).
     """
-    return kernel(*arrays, xp=xp, **params)
+    return plan.kernel(*arrays, xp=xp, **params)
+
+
+def kth_largest(x: Array, k: int, *, xp: Namespace) -> Array:
+    """The ``k``-th largest value along the last axis (``1 <= k <= x.shape[-1]``), kept as an axis of length 1."""
+    return xp.sort(x, axis=-1, descending=True)[..., k - 1 : k]
 
 
 def softmax(x: Array, axis: int, *, xp: Namespace, normalize: bool = True, flush: float = 0.0) -> Array:

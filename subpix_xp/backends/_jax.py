@@ -76,7 +76,7 @@ def expand(values: Any, index: Any, base: Any, *, xp: Any) -> Any:
     return base.at[index].set(values, unique_indices=True, indices_are_sorted=True)
 
 
-def blockwise(op: str, kernel: Any, /, *arrays: Any, xp: Any, **params: Any) -> Any:
+def blockwise(func: str, plan: Any, /, *arrays: Any, xp: Any, **params: Any) -> Any:
     """Run the whole operation as one XLA computation (``jax.jit``), from a bounded cache of programs.
 
     Eager calls then cost one compilation per program instead of hundreds of op-by-op dispatches;
@@ -98,6 +98,7 @@ def blockwise(op: str, kernel: Any, /, *arrays: Any, xp: Any, **params: Any) -> 
 
     from . import _generic_forced
 
+    kernel = plan.kernel
     positions = tuple(i for i, a in enumerate(arrays) if isinstance(a, jax.Array) or _traced_float(a))
     fixed = tuple(None if i in positions else a for i, a in enumerate(arrays))
     floats = tuple(sorted(k for k, v in params.items() if _traced_float(v)))

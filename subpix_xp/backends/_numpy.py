@@ -156,7 +156,7 @@ def separable_filter(x: Any, kernel: tuple[float, ...], *, xp: Any) -> Any:
     return out.reshape(x.shape)
 
 
-def blockwise(op: str, kernel: Any, /, *arrays: Any, xp: Any, **params: Any) -> Any:
+def blockwise(func: str, plan: Any, /, *arrays: Any, xp: Any, **params: Any) -> Any:
     """Run the kernel with NumPy's floating-point warnings silenced.
 
     Non-finite inputs give non-finite outputs confined to their windows (``inf - inf`` in a
@@ -166,7 +166,7 @@ def blockwise(op: str, kernel: Any, /, *arrays: Any, xp: Any, **params: Any) -> 
     import numpy as np
 
     with np.errstate(invalid="ignore", divide="ignore", over="ignore", under="ignore"):
-        return kernel(*arrays, xp=xp, **params)
+        return plan.kernel(*arrays, xp=xp, **params)
 
 
 # About 1 MiB of float32 per temporary: a block's few live temporaries stay in the L2/L3 caches.
