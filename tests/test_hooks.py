@@ -339,3 +339,19 @@ def test_operations_agree_under_generic_hooks(xp_backend):
             # the values agree to a few ulps, not bit for bit. The other backends are exact.
             rtol = 1e-14 if xp_backend.name.startswith("jax") else 0.0
             np.testing.assert_allclose(native, generic, rtol=rtol, atol=0.0)
+
+
+def test_generic_capabilities_ask_the_standard():
+    """The generic capabilities come from ``is_lazy_array`` and the inspection API, not constants."""
+    da = pytest.importorskip("dask.array")
+    lazy = da.zeros((4, 4), chunks=2)
+    assert GENERIC.can_inspect(np.zeros(3)) and not GENERIC.can_inspect(lazy)
+    assert GENERIC.supports_dynamic_shapes(np.zeros(3)) and not GENERIC.supports_dynamic_shapes(lazy)
+
+
+def test_hook_roles_partition_the_contract():
+    from subpix_xp.backends import CAPABILITIES, EXECUTOR, KERNELS
+
+    fields = [f.name for f in dataclasses.fields(Hooks)]
+    assert sorted(["name", *KERNELS, *CAPABILITIES, *EXECUTOR]) == sorted(fields)
+    assert set(KERNELS) == set(CASES)  # every kernel is held against the generic one above

@@ -1,10 +1,24 @@
 """Per-backend hooks: the few kernels the Array API standard lacks or runs slowly.
 
-The contract is :class:`Hooks`. :data:`GENERIC` implements every hook with the standard alone;
-a backend module (``_numpy``, ``_torch``, ...) overrides only what its library does better and
-imports that library lazily. :func:`hooks_for` picks the hooks for a namespace;
-:func:`use_generic_hooks` (or ``SUBPIX_XP_GENERIC_HOOKS=1``) forces the generic ones everywhere, so
-the whole suite can run on the reference path.
+The contract (:class:`Hooks`), by role:
+
+* **kernels** (``KERNELS``): what a library computes faster than the standard. Each takes its arrays
+  positionally, static parameters after them, and the namespace as the keyword ``xp``; it returns
+  what the generic one in :mod:`._generic` returns (values, shape, dtype; ``ROUNDING`` in
+  ``tests/test_hooks.py`` says where summation order may differ).
+* **capabilities** (``CAPABILITIES``): what an array *is* (traced, lazy, inspectable, on an
+  accelerator), each a function of the array alone. The generic ones ask the standard's
+  inspection API and ``array_api_compat.is_lazy_array``.
+* **executor** (``blockwise``): runs an operation's kernel as its :class:`Blockwise` declaration
+  allows: whole (the default), compiled (JAX), or block by block (Dask).
+
+A backend is one module ``_<name>.py`` with ``HOOKS = dataclasses.replace(GENERIC, ...)``
+overriding only what its library does better, importing that library lazily, and one line in
+``_BACKENDS``; ``tests/test_hooks.py`` holds every kernel override against the generic one.
+Operations live outside this package: nothing here imports or names one.
+:func:`hooks_for` picks the hooks for a namespace; :func:`use_generic_hooks` (or
+``SUBPIX_XP_GENERIC_HOOKS=1``) forces the generic kernels (capabilities and executor stay the
+backend's), so the whole suite can run on the reference path.
 """
 
 from __future__ import annotations
@@ -73,27 +87,28 @@ class Blockwise:
 
 @dataclasses.dataclass(frozen=True)
 class Hooks:
-    """The kernels an operation may delegate to its array library.
+    """What an operation may delegate to its array library: kernels, capabilities, executor (see the module).
 
-    Every callable takes its arrays positionally, static parameters after them, and the namespace
-    as the keyword ``xp`` where it needs one. See :mod:`subpix_xp.backends._generic` for the
-    reference semantics of each.
+    See :mod:`subpix_xp.backends._generic` for the reference semantics of each.
     """
 
     name: str
+    # Kernels.
     window_max: Callable[..., Any]
     window_min: Callable[..., Any]
     pad: Callable[..., Any]
     expand: Callable[..., Any]
-    can_inspect: Callable[[Any], bool]
-    prefers_static_shapes: Callable[[Any], bool]
-    supports_dynamic_shapes: Callable[[Any], bool]
     separable_filter: Callable[..., Any]
-    blockwise: Callable[..., Any]
-    block_elements: Callable[[Any], int]
     softmax: Callable[..., Any]
     outer: Callable[..., Any]
     kth_largest: Callable[..., Any]
+    # Capabilities.
+    can_inspect: Callable[[Any], bool]
+    prefers_static_shapes: Callable[[Any], bool]
+    supports_dynamic_shapes: Callable[[Any], bool]
+    block_elements: Callable[[Any], int]
+    # Executor.
+    blockwise: Callable[..., Any]
 
 
 GENERIC = Hooks(
@@ -113,10 +128,12 @@ GENERIC = Hooks(
     kth_largest=_generic.kth_largest,
 )
 
-# What an array *is* (traced, lazy, chunked, on an accelerator) rather than a faster kernel: these
-# stay the backend's own when the generic kernels are forced, so the reference path still runs
-# under ``jax.jit`` and on Dask arrays.
-_CAPABILITIES = ("can_inspect", "prefers_static_shapes", "supports_dynamic_shapes", "blockwise", "block_elements")
+CAPABILITIES = ("can_inspect", "prefers_static_shapes", "supports_dynamic_shapes", "block_elements")
+EXECUTOR = ("blockwise",)
+KERNELS = tuple(f.name for f in dataclasses.fields(Hooks) if f.name not in ("name", *CAPABILITIES, *EXECUTOR))
+# What stays the backend's own when the generic kernels are forced, so the reference path still
+# runs under ``jax.jit`` and on Dask arrays.
+_CAPABILITIES = (*CAPABILITIES, *EXECUTOR)
 
 _ENV_VAR = "SUBPIX_XP_GENERIC_HOOKS"
 _force_generic: contextvars.ContextVar[bool] = contextvars.ContextVar("subpix_xp_force_generic", default=False)

@@ -8,7 +8,7 @@ with ``dask.array.overlap``, runs the kernel on every block on its chunk's own l
 CuPy for CuPy-backed arrays) and crops the outputs to the block's core. Kernels compute coordinates
 from their block's origin with the same arithmetic as an in-memory call, so the chunked result is
 bitwise the in-memory result (except where a kernel's own rounding depends on its batch size, as
-the matrix products of ``spatial_soft_argmax2d`` do).
+matrix products over a batch may).
 
 Nothing is computed while the graph is built: chunk sizes are metadata, and every task is created
 with an explicit ``meta`` of the chunks' library.

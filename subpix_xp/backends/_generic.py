@@ -192,8 +192,10 @@ def outer(a: Array, b: Array, *, xp: Namespace) -> Array:
 
 
 def can_inspect(x: Array) -> bool:
-    """Whether reading an array's values costs no device synchronisation and no tracing error."""
-    return True
+    """Whether reading an array's values costs no device synchronisation and no tracing error: not lazy."""
+    from array_api_compat import is_lazy_array
+
+    return not is_lazy_array(x)
 
 
 def prefers_static_shapes(x: Array) -> bool:
@@ -202,8 +204,28 @@ def prefers_static_shapes(x: Array) -> bool:
 
 
 def supports_dynamic_shapes(x: Array) -> bool:
-    """Whether data-dependent shapes (``nonzero``) are allowed on this array (not traced, not lazy)."""
-    return True
+    """Whether data-dependent shapes (``nonzero``) are allowed on this array (not traced, not lazy).
+
+    Asks the library's inspection API (``capabilities()["data-dependent shapes"]``, once per array
+    type) and ``array_api_compat.is_lazy_array``.
+    """
+    from array_api_compat import is_lazy_array
+
+    return _data_dependent_shapes(type(x), x) and not is_lazy_array(x)
+
+
+_SHAPES_BY_TYPE: dict[type, bool] = {}
+
+
+def _data_dependent_shapes(kind: type, x: Array) -> bool:
+    known = _SHAPES_BY_TYPE.get(kind)
+    if known is None:
+        from array_api_compat import array_namespace
+
+        info = getattr(array_namespace(x), "__array_namespace_info__", None)
+        known = True if info is None else bool(info().capabilities().get("data-dependent shapes", True))
+        _SHAPES_BY_TYPE[kind] = known
+    return known
 
 
 def block_elements(x: Array) -> int:

@@ -2,10 +2,10 @@
 
 Under ``jax.jit`` (or ``jax.grad``, ``jax.vmap``) the arrays an operation sees are tracers: their
 values cannot be read (``can_inspect`` is False, so temperature arrays are not value-checked) and no
-shape may depend on them (``supports_dynamic_shapes`` is False, so ``iterative_quad_interp3d`` takes
-the static-shape path). Concrete arrays keep the sparse path. ``prefers_static_shapes`` is True:
-XLA compiles the dense, branch-free path well, so ``AdaptiveQuadInterp3d(mode="auto")`` picks
-``conv_quad_interp3d`` for JAX arrays. ``blockwise`` runs each operation as one compiled program
+shape may depend on them (``supports_dynamic_shapes`` is False, so operations take their
+static-shape paths). Concrete arrays keep the sparse paths. ``prefers_static_shapes`` is True:
+XLA compiles the dense, branch-free paths well, so operations that can choose pick them for JAX
+arrays. ``blockwise`` runs each operation as one compiled program
 from a bounded cache, with its float parameters traced (see :func:`blockwise`).
 """
 
@@ -80,12 +80,12 @@ def blockwise(func: str, plan: Any, /, *arrays: Any, xp: Any, **params: Any) -> 
     """Run the whole operation as one XLA computation (``jax.jit``), from a bounded cache of programs.
 
     Eager calls then cost one compilation per program instead of hundreds of op-by-op dispatches;
-    inside an outer ``jit``/``grad`` the inner ``jit`` is simply inlined. Compiled,
-    ``iterative_quad_interp3d`` takes its static-shape path, which gives the same result.
+    inside an outer ``jit``/``grad`` the inner ``jit`` is simply inlined. Compiled, a kernel takes
+    its static-shape path, which gives the same result.
 
     What is traced and what is baked in: the arrays are traced, and so are the Python floats that
-    only enter arithmetic (temperatures, ``strict_maxima_bonus``, ``max_subpixel_shift``), as weakly
-    typed scalars, so ``spatial_soft_argmax2d(x, 0.5 + 1e-3 * i)`` in a loop compiles once. The
+    only enter arithmetic (temperatures, bonuses, thresholds), as weakly typed scalars, so an
+    operation called with ``temperature=0.5 + 1e-3 * i`` in a loop compiles once. The
     exceptions are 0.0 and 1.0, which stay static because kernels skip work for them (a temperature
     of 1 divides by nothing, a bonus of 0 needs no maxima mask): at most three programs per float.
     Ints, bools, tuples and ``None`` are static (they fix shapes and branches). So is the hook set
