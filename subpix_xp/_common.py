@@ -6,23 +6,11 @@ import itertools
 import math
 from typing import Any
 
-from array_api_compat import device as _compat_device
+from .backends._helpers import axis_slice, broadcast_shape, device
+
+__all__ = ["axis_slice", "broadcast_shape", "device"]  # re-exported: the helpers shared with the backends
 
 Array = Any
-
-# Array types whose own ``.device`` is what ``array_api_compat.device`` returns (NumPy >= 2,
-# PyTorch): read it directly, which skips the library checks of the generic helper.
-_OWN_DEVICE: dict[type, bool] = {}
-
-
-def device(x: Array) -> Any:
-    """``array_api_compat.device(x)``, without its per-call library checks for NumPy and PyTorch arrays."""
-    kind = type(x)
-    own = _OWN_DEVICE.get(kind)
-    if own is None:
-        root = kind.__module__.partition(".")[0]
-        own = _OWN_DEVICE[kind] = root in ("numpy", "torch") and _compat_device(x) == getattr(x, "device", None)
-    return x.device if own else _compat_device(x)
 
 
 def compute_dtype(dtype: Any, *, xp: Any) -> Any:

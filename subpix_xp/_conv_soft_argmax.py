@@ -21,11 +21,6 @@ def _strided(start: tuple[int, ...], stride: tuple[int, ...], count: tuple[int, 
     return lead + tuple(slice(a, a + s * (o - 1) + 1, s) for a, s, o in zip(start, stride, count))
 
 
-def _axis_slice(ndim: int, axis: int, start: int, stop: int, step: int = 1) -> tuple[slice, ...]:
-    index = [slice(None)] * ndim
-    index[axis] = slice(start, stop, step)
-    return tuple(index)
-
 
 def _window_softmax_moments(
     logits: Array, values: Array | None, window: tuple[int, ...], stride: tuple[int, ...],
@@ -54,7 +49,7 @@ def _window_softmax_moments(
         span = s * (o - 1) + 1
 
         def taps(a: Array, axis: int = axis, span: int = span, s: int = s, k: int = k) -> list[Array]:
-            return [a[_axis_slice(nd, axis, off, off + span, s)] for off in range(k)]
+            return [a[c.axis_slice(nd, axis, off, off + span, s)] for off in range(k)]
 
         def padded(a: Array, value: float, pad: tuple[tuple[int, int], ...] = pad) -> Array:
             return hooks.pad(a, pad, value, xp=xp) if pad[0] != (0, 0) else a
@@ -68,7 +63,7 @@ def _window_softmax_moments(
                    None if u is None else padded(u, 0.0)]
         m_taps = taps(src_m)
         if s == 1 and k > 3:
-            new_m = hooks.window_max(src_m, (k,) + (1,) * (nw - 1 - j), xp=xp)[_axis_slice(nd, axis, 0, o)]
+            new_m = hooks.window_max(src_m, (k,) + (1,) * (nw - 1 - j), xp=xp)[c.axis_slice(nd, axis, 0, o)]
         else:
             new_m = m_taps[0]
             for t in m_taps[1:]:

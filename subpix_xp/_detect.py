@@ -34,11 +34,10 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
-from array_api_compat import device
-
 from . import _common as c
 from . import _refine as r
 from . import _validation as v
+from ._common import device
 from ._nms import nms3d_minmax
 from ._pyramid import scale_pyramid
 from .backends import Hooks, hooks_for

@@ -21,12 +21,6 @@ def _split(k: int) -> tuple[int, int]:
     return before, k - 1 - before
 
 
-def _slice_axis(x: Array, axis: int, start: int, length: int) -> Array:
-    index = [slice(None)] * x.ndim
-    index[axis] = slice(start, start + length)
-    return x[tuple(index)]
-
-
 def _exclusive(x: Array, window: tuple[int, ...], reduce: Any, combine: Any, *, xp: Any) -> tuple[Array, Array | None]:
     """Each full window's centre value and the reduction (max or min) of the rest of the window.
 
@@ -52,10 +46,10 @@ def _exclusive(x: Array, window: tuple[int, ...], reduce: Any, combine: Any, *, 
                 continue
             if h not in reduced:
                 reduced[h] = full if h == 1 else reduce(full, (h,) + (1,) * (nw - 1 - j), xp=xp)
-            parts.append(_slice_axis(reduced[h], axis, start, out))
-        centre = _slice_axis(centre, axis, before, out)
+            parts.append(reduced[h][c.axis_slice(reduced[h].ndim, axis, start, start + out)])
+        centre = centre[c.axis_slice(centre.ndim, axis, before, before + out)]
         if rest is not None:
-            parts.append(_slice_axis(rest, axis, before, out))
+            parts.append(rest[c.axis_slice(rest.ndim, axis, before, before + out)])
         rest = parts[0] if parts else None
         for part in parts[1:]:
             rest = combine(rest, part)

@@ -261,7 +261,7 @@ def render_gaussian2d(mean: Array, std: Array, size: tuple[int, int], normalized
     if mean.dtype != std.dtype:
         msg = f"{func}: expected `mean` and `std` of one dtype; got {mean.dtype} and {std.dtype}"
         raise TypeError(msg)
-    if v.broadcast_shape(tuple(mean.shape), tuple(std.shape)) is None:
+    if c.broadcast_shape(tuple(mean.shape), tuple(std.shape)) is None:
         msg = f"{func}: `std` of shape {tuple(std.shape)} does not broadcast with `mean` of shape {tuple(mean.shape)}"
         raise ValueError(msg)
     height, width = v.int_tuple(func, "size", size, 2, minimum=1, allow_int=False)

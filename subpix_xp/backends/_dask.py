@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import GENERIC, Blockwise, Output, _force_generic, hooks_for, use_generic_hooks
+from ._helpers import broadcast_shape
 
 # ---------------------------------------------------------------------------------------------
 # Capabilities and kernels.
@@ -132,9 +133,8 @@ class _Layout:
 
 
 def _layout(plan: Blockwise, arrays: Sequence[Any], params: dict[str, Any]) -> _Layout:
-    import numpy as np
-
-    shape = tuple(np.broadcast_shapes(*(tuple(a.shape) for a in arrays)))
+    shape = broadcast_shape(*(tuple(a.shape) for a in arrays))
+    assert shape is not None  # the operation validated its arguments
     nd = len(shape)
     chunks: list[tuple[int, ...]] = []
     for ax, n in enumerate(shape):

@@ -10,6 +10,8 @@ import functools
 import math
 from typing import Any
 
+from ._helpers import axis_slice, device
+
 Array = Any
 Namespace = Any
 
@@ -32,9 +34,7 @@ def _axis_window_reduce(x: Array, axis: int, k: int, reduce: Any) -> Array:
     out_len = n - k + 1
 
     def take(a: Array, start: int, length: int) -> Array:
-        index = [slice(None)] * a.ndim
-        index[axis] = slice(start, start + length)
-        return a[tuple(index)]
+        return a[axis_slice(a.ndim, axis, start, start + length)]
 
     covered, acc = 1, x
     while covered * 2 <= k:
@@ -70,7 +70,7 @@ def pad(x: Array, widths: tuple[tuple[int, int], ...], value: float | bool, *, x
         for width in (before, after):
             shape = list(x.shape)
             shape[axis] = width
-            parts.append(xp.full(tuple(shape), value, dtype=x.dtype, device=_device(x)))
+            parts.append(xp.full(tuple(shape), value, dtype=x.dtype, device=device(x)))
         if before or after:
             x = xp.concat([parts[0], x, parts[1]], axis=axis)
     return x
@@ -87,7 +87,7 @@ def expand(values: Array, index: Array, base: Array, *, xp: Namespace) -> Array:
     n = index.shape[0]
     if n == 0:
         return base
-    positions = xp.arange(base.shape[0], dtype=index.dtype, device=_device(base))
+    positions = xp.arange(base.shape[0], dtype=index.dtype, device=device(base))
     rank = xp.clip(xp.searchsorted(index, positions), 0, n - 1)
     hit = xp.take(index, rank) == positions
     return xp.where(hit, xp.take(values, rank), base)
@@ -130,13 +130,11 @@ def separable_filter(x: Array, kernel: tuple[float, ...], *, xp: Namespace) -> A
         n = x.shape[axis]
         if n == 0:
             continue
-        index = xp.asarray(reflect_tuple(n, radius, radius), device=_device(x))
+        index = xp.asarray(reflect_tuple(n, radius, radius), device=device(x))
         padded = xp.take(x, index, axis=axis)
 
         def tap(start: int, padded: Array = padded, axis: int = axis, n: int = n) -> Array:
-            where = [slice(None)] * padded.ndim
-            where[axis] = slice(start, start + n)
-            return padded[tuple(where)]
+            return padded[axis_slice(padded.ndim, axis, start, start + n)]
 
         if tuple(kernel) == tuple(reversed(kernel)):
             out = tap(radius) * kernel[radius]
@@ -178,7 +176,7 @@ def softmax(x: Array, axis: int, *, xp: Namespace, normalize: bool = True, flush
     ``normalize=True``), weights at or below ``flush`` are returned as 0; NaN stays NaN.
     """
     floor = math.log(float(xp.finfo(x.dtype).smallest_normal)) + 0.5
-    shifted = xp.maximum(x - xp.max(x, axis=axis, keepdims=True), xp.asarray(floor, dtype=x.dtype, device=_device(x)))
+    shifted = xp.maximum(x - xp.max(x, axis=axis, keepdims=True), xp.asarray(floor, dtype=x.dtype, device=device(x)))
     e = xp.exp(shifted)
     if not normalize:
         return e
@@ -239,7 +237,3 @@ def block_elements(x: Array) -> int:
     return 0
 
 
-def _device(x: Array) -> Any:
-    from array_api_compat import device
-
-    return device(x)
