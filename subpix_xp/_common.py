@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import math
 from typing import Any
 
 from .backends._helpers import axis_slice, broadcast_shape, device
@@ -98,16 +97,6 @@ def axis_coordinates(n: int, normalized: bool, *, dtype: Any, like: Array, xp: A
         return xp.linspace(-1.0, 1.0, n, dtype=dtype, device=device(like))
     coords = xp.arange(n, dtype=dtype, device=device(like))
     return normalize(coords, n) if normalized else coords
-
-
-def exp_floor(dtype: Any, *, xp: Any) -> float:
-    """The lowest exponent worth computing: ``exp`` below it is subnormal (float32: below 1.2e-38).
-
-    Clamping a non-positive exponent there changes a weight by at most that much, and keeps
-    ``exp`` on its fast path: PyTorch's CPU ``exp`` is 10-30 times slower on arguments whose result
-    is subnormal or zero (the far tails of a Gaussian, the low end of a high-contrast heatmap).
-    """
-    return math.log(float(xp.finfo(dtype).smallest_normal)) + 0.5
 
 
 def softmax(x: Array, axis: int, *, xp: Any) -> Array:

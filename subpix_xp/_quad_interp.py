@@ -239,11 +239,11 @@ def _edge_pad1(a: Array, *, xp: Any) -> Array:
 def _dense_refine(
     x: Array, mask: Array, n_iters: int, threshold: float, allow_scale_steps: bool, radius: int | None,
     hooks: Hooks, *, xp: Any,
-) -> tuple[Array, Array, Array]:
+) -> tuple[Array, Array]:
     """Follow every maximum of ``x`` ``(BC, D, H, W)`` through the dense transition table.
 
-    Returns the flat final voxel of each position (``-1`` where unrefined), and the flat shift and
-    ``g . s`` tables to read there. ``radius`` ``None`` means no ``dilation_radius`` limit.
+    Returns the flat final voxel of each position (``-1`` where unrefined), and the tables to read
+    there, stacked ``(4, BC * D * H * W)``: the shifts ``s``, ``x``, ``y`` and ``g . s``. ``radius`` ``None`` means no ``dilation_radius`` limit.
     """
     bc, d, h, w = x.shape
     size = (d, h, w)
@@ -279,7 +279,7 @@ def _dense_refine(
         voxel = xp.take(following, voxel)
     final = xp.where(xp.take(stay, voxel), voxel, xp.full_like(voxel, -1))
     tables = xp.stack([xp.reshape(t, (total,)) for t in (ss, sx, sy, gds)], axis=0)
-    return final, tables, index
+    return final, tables
 
 
 def _assemble(
@@ -312,7 +312,7 @@ def _static_path(input: Array, mask: Array, n_iters: int, bonus: float, threshol
     b, ch, d, h, w = input.shape
     x = xp.reshape(xp.astype(input, c.compute_dtype(input.dtype, xp=xp)), (b * ch, d, h, w))
     mask = xp.reshape(mask, (b * ch, d, h, w))
-    final, tables, _ = _dense_refine(x, mask, n_iters, threshold, allow_scale_steps, radius, hooks, xp=xp)
+    final, tables = _dense_refine(x, mask, n_iters, threshold, allow_scale_steps, radius, hooks, xp=xp)
     return _assemble(input, x, final, tables, bonus, origin, xp=xp)
 
 
@@ -514,9 +514,9 @@ def _sparse_path(input: Array, mask: Array, n_iters: int, bonus: float, threshol
     for pos, orig, s, offset in ((fd, od, ss, origin[0]), (fw, ow, sx, origin[2]), (fh, oh, sy, origin[1])):
         points.append(xp.where(refined, xp.astype(pos + offset, dtype) + s, xp.astype(orig + offset, dtype)))
     # One scatter into the materialised (B, C, 3, D, H, W) grid: keypoint i of image bc sits at
-    # bc * 3 V + axis * V + v; sorted by image, then axis, then voxel, as the scatter wants.
-    bc, v = index // volume, index % volume
-    where = xp.stack([bc * (3 * volume) + axis * volume + v for axis in range(3)], axis=0)
+    # bc * 3 V + axis * V + voxel; sorted by image, then axis, then voxel, as the scatter wants.
+    bc, voxel = index // volume, index % volume
+    where = xp.stack([bc * (3 * volume) + axis * volume + voxel for axis in range(3)], axis=0)
     order = xp.argsort(xp.reshape(xp.permute_dims(where, (1, 0)), (-1,)), stable=True)
     where = xp.take(xp.reshape(xp.permute_dims(where, (1, 0)), (-1,)), order)
     points = xp.take(xp.reshape(xp.permute_dims(xp.stack(points, axis=0), (1, 0)), (-1,)), order)

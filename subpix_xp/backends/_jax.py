@@ -25,11 +25,15 @@ def _is_tracer(x: Any) -> bool:
     return isinstance(x, jax.core.Tracer)
 
 
-def _lowest(dtype: Any, *, highest: bool = False) -> Any:
-    # A concrete NumPy scalar, so JAX recognises the max/min monoid (and its reverse-mode rule).
+def _identity(dtype: Any, which: str) -> Any:
+    """The identity of the ``which`` (``"max"`` or ``"min"``) reduction: the dtype's lowest or highest value.
+
+    A concrete NumPy scalar, so JAX recognises the max/min monoid (and its reverse-mode rule).
+    """
     import jax.numpy as jnp
     import numpy as np
 
+    highest = which == "min"
     if jnp.issubdtype(dtype, jnp.floating):
         return np.array(np.inf if highest else -np.inf, dtype=dtype)
     info = jnp.iinfo(dtype)
@@ -42,7 +46,7 @@ def _reduce_window(x: Any, window: tuple[int, ...], which: str) -> Any:
     lead = x.ndim - len(window)
     dims = (1,) * lead + tuple(window)
     op = lax.max if which == "max" else lax.min
-    init = _lowest(x.dtype, highest=which == "min")
+    init = _identity(x.dtype, which)
     return lax.reduce_window(x, init, op, dims, (1,) * x.ndim, "VALID")
 
 
