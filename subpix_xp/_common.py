@@ -78,10 +78,9 @@ def is_constant(value: Any, constant: float) -> bool:
 
 def index_dtype(*, xp: Any) -> Any:
     """The namespace's default index dtype: int64, but int32 for JAX without ``jax_enable_x64``."""
-    info = getattr(xp, "__array_namespace_info__", None)
-    if info is not None:
-        return info().default_dtypes()["indexing"]
-    return xp.arange(1).dtype
+    import array_api_extra as xpx
+
+    return xpx.default_dtype(xp, "indexing")
 
 
 def normalize(coords: Array, size: int) -> Array:

@@ -76,6 +76,10 @@ def pad(x: Array, widths: tuple[tuple[int, int], ...], value: float | bool, *, x
     return x
 
 
+# Not ``array_api_extra.at(base)[index].set(values)``: that delegates to each library's scatter
+# (NumPy in place, JAX ``.at``, a copy and ``__setitem__`` elsewhere), while this reference must stay
+# scatter-free and differentiable on every standard library; the backends that scatter faster
+# override ``expand`` with their native call.
 def expand(values: Array, index: Array, base: Array, *, xp: Namespace) -> Array:
     """Write ``values`` at the strictly increasing flat positions ``index`` of the 1-D ``base``.
 

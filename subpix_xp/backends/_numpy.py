@@ -15,7 +15,10 @@ from . import GENERIC, _generic
 
 def pad(x: Any, widths: tuple[tuple[int, int], ...], value: float | bool, *, xp: Any) -> Any:
     """``np.pad``'s result without its per-call overhead (2-3 times faster on NMS's mask blocks):
-    one uninitialised buffer, the input copied into its centre, and only the padded slabs filled."""
+    one uninitialised buffer, the input copied into its centre, and only the padded slabs filled.
+
+    Not ``array_api_extra.pad``: it calls ``np.pad`` and measured 1.5-3.5 times slower here (11 vs
+    38 us on a 16x16 map, 92 vs 142 us on a 32x128x128 volume)."""
     import numpy as np
 
     lead = x.ndim - len(widths)
