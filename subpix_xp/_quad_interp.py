@@ -22,7 +22,7 @@ from typing import Any
 from . import _common as c
 from . import _validation as v
 from ._common import device
-from ._nms import _strict_extrema
+from ._nms import _strict_extrema, nms3d
 from .backends import Blockwise, Hooks, Output, hooks_for
 
 Array = Any
@@ -611,50 +611,39 @@ def _iterative_kernel(
 
 
 def _top_per_image_dense(input: Array, mask: Array, per_image: int, *, xp: Any) -> Array:
-    """Static-shape form of :func:`_top_per_image`: the mask of each image's top maxima."""
+    """Static-shape form of :func:`_top_per_image`: the mask of each image's ``per_image`` largest maxima.
+
+    Keeps each image's maxima above its ``k``-th largest maximum value and, of those equal to it, the
+    first in C order (counted by a cumulative sum): one sort per image (a lazy ``topk`` on Dask).
+    """
     b, ch = input.shape[:2]
     volume = math.prod(input.shape[2:])
-    values = xp.reshape(input, (b * ch, volume))
+    if per_image >= volume:
+        return mask
+    if per_image == 0:
+        return xp.zeros_like(mask)
     flat_mask = xp.reshape(mask, (b * ch, volume))
-    by_value = xp.argsort(values, axis=-1, descending=True, stable=True)
-    maxima_first = xp.argsort(xp.astype(~xp.take_along_axis(flat_mask, by_value, axis=-1), xp.uint8), axis=-1,
-                              stable=True)
-    order = xp.take_along_axis(by_value, maxima_first, axis=-1)
-    rank = xp.argsort(order, axis=-1, stable=True)
-    return xp.reshape(flat_mask & (rank < per_image), tuple(input.shape))
+    values = xp.where(flat_mask, xp.reshape(input, (b * ch, volume)), xp.asarray(-math.inf, dtype=input.dtype))
+    kth = hooks_for(xp).kth_largest(values, per_image, xp=xp)
+    above = flat_mask & (values > kth)
+    tied = flat_mask & (values == kth)
+    count = xp.astype(tied, c.index_dtype(xp=xp))
+    room = per_image - xp.sum(xp.astype(above, count.dtype), axis=-1, keepdims=True)
+    keep = above | (tied & (xp.cumulative_sum(count, axis=-1) <= room))
+    return xp.reshape(keep, tuple(input.shape))
 
 
 def _lazy_candidates(
     input: Array, mask: Array | None, *, xp: Any, **params: Any
 ) -> tuple[tuple[Array, Array | None], dict[str, Any]]:
-    """``max_candidates`` chosen over whole images before a chunked run, so blocks refine independently.
-
-    Keeps each image's maxima above its ``k``-th largest maximum value, and of those equal to it the
-    first in C order (counted by a cumulative sum): the candidates of the in-memory kernel.
-    """
-    k, hooks = params["max_candidates"], hooks_for(xp)
+    """``max_candidates`` chosen over whole images before a chunked run, so blocks refine independently."""
+    k = params["max_candidates"]
     if k is None or params["n_iters"] == 0 or min(input.shape[2:]) < 3:
         return (input, mask), params
     params = {**params, "max_candidates": None}
     if mask is None:
-        from ._nms import nms3d
-
         mask = nms3d(input, (3, 3, 3), mask_only=True)
-    b, ch = input.shape[:2]
-    volume = math.prod(input.shape[2:])
-    if k >= volume:
-        return (input, mask), params
-    if k == 0:
-        return (input, xp.zeros_like(mask)), params
-    flat_mask = xp.reshape(mask, (b * ch, volume))
-    values = xp.where(flat_mask, xp.reshape(input, (b * ch, volume)), xp.asarray(-math.inf, dtype=input.dtype))
-    kth = hooks.kth_largest(values, k, xp=xp)
-    above = flat_mask & (values > kth)
-    tied = flat_mask & (values == kth)
-    count = xp.astype(tied, c.index_dtype(xp=xp))
-    room = k - xp.sum(xp.astype(above, count.dtype), axis=-1, keepdims=True)
-    keep = above | (tied & (xp.cumulative_sum(count, axis=-1) <= room))
-    return (input, xp.reshape(keep, tuple(input.shape))), params
+    return (input, _top_per_image_dense(input, mask, k, xp=xp)), params
 
 
 def _quad_outputs(ndim: int, params: dict[str, Any]) -> tuple[Output, ...]:
