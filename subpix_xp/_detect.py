@@ -391,7 +391,7 @@ def _keypoints(octaves: list[Any], p: _Params, floor: Array | None, hooks: Hooks
     sign_min = xp.take_along_axis(is_min, index, axis=1)
     at_start = xp.take_along_axis(resp, index, axis=1)
     sign = xp.where(sign_min, -xp.ones_like(at_start), 1.0)
-    level, x, y, value, refined = r.refine(resp, index, sign, geometry, p.n_iters, p.step, xp=xp)
+    level, x, y, value, refined = r.refine(resp, index, sign, geometry, p.n_iters, p.step, hooks, xp=xp)
     if not p.keep_unrefined:
         kept = kept & refined
     # kornia's rule: a minimum counts when its refined negated response beats the response there.

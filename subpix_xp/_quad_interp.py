@@ -230,8 +230,9 @@ def _edge_pad1(a: Array, *, xp: Any) -> Array:
         # Slices, not index arrays: a host-made index array is a blocking copy on CUDA.
         n = a.shape[axis]
         tail = (slice(None),) * (-1 - axis)
-        first = a[(..., slice(0, 1), *tail)]
-        last = a[(..., slice(n - 1, n), *tail)]
+        first_index = (..., slice(0, 1), *tail)
+        last_index = (..., slice(n - 1, n), *tail)
+        first, last = a[first_index], a[last_index]
         a = xp.concat([first, a, last], axis=axis)
     return a
 

@@ -134,7 +134,8 @@ def _pack_sort(score: Array, valid: Array, k: int, cap: int, index_dtype: Any, *
 
 
 def refine(
-    resp: Array, index: Array, sign: Array, geometry: tuple[Array, ...], n_iters: int, threshold: float, *, xp: Any,
+    resp: Array, index: Array, sign: Array, geometry: tuple[Array, ...], n_iters: int, threshold: float,
+    hooks: Hooks, *, xp: Any,
 ) -> tuple[Array, Array, Array, Array, Array]:
     """Refine the extrema of ``sign * resp`` at flat positions ``index`` ``(B, M)`` of ``resp`` ``(B, T)``.
 
@@ -144,7 +145,8 @@ def refine(
     rule is :func:`~subpix_xp.iterative_quad_interp3d`'s (``allow_scale_steps=True``, no bonus),
     with each neighbourhood read by one gather: returns ``(level, x, y, value, refined)``, each
     ``(B, M)``, in volume coordinates. A candidate that is not refined (rejected, or
-    ``n_iters == 0``) keeps its grid position and input value.
+    ``n_iters == 0``) keeps its grid position and input value. The iterations run in
+    :attr:`Hooks.fori_loop` (under ``jax.jit``: one compiled step, not ``n_iters`` unrolled ones).
     """
     base, d, h, w = geometry
     dtype = resp.dtype
@@ -157,24 +159,29 @@ def refine(
     m = index.shape[1]
     size = (d, h, w)
     offsets = [(dd * h + dh) * w + dw for dd, dh, dw in _NEIGHBOURS]
-    position = start
-    ok_all = xp.ones(index.shape, dtype=xp.bool, device=device(resp))
     slot = {n: i for i, n in enumerate(_NEIGHBOURS)}
-    for it in range(n_iters):
+
+    def body(_: Any, carry: tuple[Any, ...]) -> tuple[Any, ...]:
+        # One iteration from ``position``. The carry also keeps the position the iteration started
+        # from: after the last one, that is where the result is read (its move is not taken).
+        position, ok_all = carry[0], carry[1]
         cd, ch, cw = (xp.clip(p, 1, n - 2) for p, n in zip(position, size))
         centre = base + (cd * h + ch) * w + cw
         gather = xp.concat([centre + o for o in offsets], axis=1)
         patch = sign[:, None, :] * xp.reshape(xp.take_along_axis(resp, gather, axis=1), (-1, len(_NEIGHBOURS), m))
 
-        def at(dd: int, dh: int, dw: int, patch: Array = patch) -> Array:
+        def at(dd: int, dh: int, dw: int) -> Array:
             return patch[:, slot[(dd, dh, dw)], :]
 
         sx, sy, ss, gds, solved = _solve(_derivatives(at), xp=xp)
         new_position, ok, moved = _step(position, (ss, sy, sx), ok_all & solved, size, threshold, True, xp=xp)
-        if it == n_iters - 1:
-            refined = _converged((ss, sy, sx), ok, moved)
-        else:
-            position, ok_all = new_position, ok
+        return new_position, ok, position, (sx, sy, ss, gds), moved
+
+    zero = xp.zeros(index.shape, dtype=dtype, device=device(resp))
+    no = xp.zeros(index.shape, dtype=xp.bool, device=device(resp))
+    carry = (start, xp.ones(index.shape, dtype=xp.bool, device=device(resp)), start, (zero, zero, zero, zero), no)
+    _, ok, position, (sx, sy, ss, gds), moved = hooks.fori_loop(n_iters, body, carry, xp=xp)
+    refined = _converged((ss, sy, sx), ok, moved)
     final = base + (position[0] * h + position[1]) * w + position[2]
     value = sign * xp.take_along_axis(resp, final, axis=1) + 0.5 * gds
     level, x, y = (xp.astype(p, dtype) + s for p, s in ((position[0], ss), (position[2], sx), (position[1], sy)))

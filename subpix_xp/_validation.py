@@ -52,8 +52,8 @@ def namespace(func: str, **arrays: Array | None) -> Any:
         if len(kinds) == 1 and next(iter(kinds)).__module__.partition(".")[0] in ("numpy", "torch"):
             _NAMESPACE_BY_TYPE[next(iter(kinds))] = xp
     except TypeError:
-        kinds = ", ".join(f"`{name}` is {type(a).__module__}.{type(a).__name__}" for name, a in present.items())
-        msg = f"{func}: expected arrays of one array library; got {kinds}"
+        libraries = ", ".join(f"`{name}` is {type(a).__module__}.{type(a).__name__}" for name, a in present.items())
+        msg = f"{func}: expected arrays of one array library; got {libraries}"
         raise TypeError(msg) from None
     # A traced JAX array has no device (``None``): it takes the device of the arrays it meets.
     devices = {name: d for name, a in present.items() if (d := device(a)) is not None}
@@ -121,14 +121,14 @@ def int_tuple(func: str, name: str, value: Any, n: int, *, minimum: int, allow_i
 
 
 def check_int(func: str, name: str, value: Any, *, minimum: int) -> int:
-    if not _is_int(value) or value < minimum:
+    if not _is_int(value) or int(value) < minimum:
         msg = f"{func}: expected an int >= {minimum} for `{name}`; got {value!r}"
         raise ValueError(msg)
     return int(value)
 
 
 def check_number(func: str, name: str, value: Any, *, minimum: float = -math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= minimum:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not float(value) >= minimum:
         msg = f"{func}: expected a real number >= {minimum} for `{name}`; got {value!r}"
         raise ValueError(msg)
     return float(value)
@@ -153,7 +153,7 @@ def temperature(func: str, value: Any, x: Array, layout: tuple[int, ...], xp: An
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             msg = f"{func}: expected a positive number or array for `temperature`; got {type(value).__name__}"
             raise TypeError(msg)
-        if not value > 0:
+        if not float(value) > 0:
             msg = f"{func}: expected a positive `temperature`; got {value!r}"
             raise ValueError(msg)
         return float(value)

@@ -120,6 +120,18 @@ def _kth_cases(rng):
     yield (x, 6), {}
 
 
+def _halve_and_count(i, c):
+    # Exact arithmetic (a halving, small integers), so an unrolled and a compiled loop agree bit for bit.
+    return c * 0.5 + (i + 1)
+
+
+def _loop_cases(rng):
+    for dtype in ["float32", "float64"]:
+        x = rng.standard_normal((3, 5)).astype(dtype)
+        for n in (0, 1, 4):  # 0: the carry as given
+            yield (n, _halve_and_count, x), {}
+
+
 CASES = {
     "kth_largest": _kth_cases,
     "window_max": _window_cases,
@@ -129,6 +141,7 @@ CASES = {
     "separable_filter": _filter_cases,
     "softmax": _softmax_cases,
     "outer": _outer_cases,
+    "fori_loop": _loop_cases,
 }
 # Hooks whose floating-point results may differ from the generic ones by summation order.
 ROUNDING = {"separable_filter": {"float32": 1e-6, "float64": 1e-14}, "softmax": {"float32": 1e-6, "float64": 1e-14}}
@@ -158,8 +171,9 @@ def test_native_hook_matches_generic(hook, xp_backend):
         expected = getattr(GENERIC, hook)(*converted, xp=xp_backend.xp, **kwargs)
         got = getattr(native, hook)(*converted, xp=xp_backend.xp, **kwargs)
         e, g = to_numpy(expected), to_numpy(got)
-        assert g.dtype == e.dtype and g.shape == e.shape, (hook, args[0].dtype, g.dtype, g.shape, e.shape)
-        message = f"{hook} on {xp_backend.name}, dtype {args[0].dtype}"
+        given = next(a.dtype for a in args if isinstance(a, np.ndarray))  # fori_loop: the carry
+        assert g.dtype == e.dtype and g.shape == e.shape, (hook, given, g.dtype, g.shape, e.shape)
+        message = f"{hook} on {xp_backend.name}, dtype {given}"
         if hook in ROUNDING and str(e.dtype) in ROUNDING[hook]:
             tol = ROUNDING[hook][str(e.dtype)]
             np.testing.assert_allclose(g, e, rtol=tol, atol=tol, err_msg=message)
@@ -263,6 +277,115 @@ def test_separable_filter_torch_off_cpu_path_is_bit_identical():
             x = backend.asarray(rng.standard_normal(shape).astype(dtype))
             np.testing.assert_array_equal(to_numpy(_torch._tap_filter(x, kernel)),
                                           to_numpy(GENERIC.separable_filter(x, kernel, xp=backend.xp)))
+
+
+# ---------------------------------------------------------------------------------------------
+# fori_loop: JAX compiles the body once (``lax.fori_loop``); the generic hook is a Python loop.
+
+
+def _refine_like_body(i, carry):
+    """A body shaped like :func:`subpix_xp._refine.refine`'s: integer moves, a bool mask, a nested tuple."""
+    position, ok, _, (value, total) = carry
+    step = ((value > 0) & ok).astype(position.dtype) - ((value < 0) & ok).astype(position.dtype)
+    moved = (position + step).clip(0, 9)
+    value = value * 0.5 - 0.25 * step.astype(value.dtype)
+    return moved, ok & (moved > 0) & (moved < 9), position, (value, total + value * value)
+
+
+def _refine_like_carry(xp, rng, dtype):
+    position = xp.asarray(rng.integers(0, 10, (2, 7)).astype("int32"))
+    value = xp.asarray(rng.standard_normal((2, 7)).astype(dtype))
+    ok = xp.asarray(rng.random((2, 7)) > 0.2)
+    return position, ok, position, (value, value * 0.0)
+
+
+def _tree_to_numpy(tree):
+    if isinstance(tree, tuple):
+        return [leaf for part in tree for leaf in _tree_to_numpy(part)]
+    return [to_numpy(tree)]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "jit"])
+def test_jax_fori_loop_matches_generic(dtype, compiled):
+    jax_backend = load_backend("jax")
+    import jax
+
+    from subpix_xp.backends import _jax
+
+    xp = jax_backend.xp
+    assert hooks_for(xp).fori_loop is _jax.fori_loop is not GENERIC.fori_loop
+    carry = _refine_like_carry(xp, np.random.default_rng(8), dtype)
+    for n in (0, 1, 5):
+        runs = []
+        for loop in (_jax.fori_loop, GENERIC.fori_loop):
+            def run(c, loop=loop, n=n):
+                return loop(n, _refine_like_body, c, xp=xp)
+
+            runs.append(_tree_to_numpy((jax.jit(run) if compiled else run)(carry)))
+        for got, want in zip(*runs):
+            assert got.dtype == want.dtype and got.shape == want.shape
+            if got.dtype.kind == "f":  # XLA may contract ``a * b + c`` into one rounding in a compiled body
+                eps = float(np.finfo(got.dtype).eps)
+                np.testing.assert_allclose(got, want, rtol=4 * eps, atol=4 * eps, err_msg=f"n={n}")
+            else:
+                np.testing.assert_array_equal(got, want, err_msg=f"n={n}")
+
+
+def test_jax_fori_loop_traces_the_body_once_and_keeps_dtypes():
+    load_backend("jax")
+    import jax
+    import jax.numpy as jnp
+
+    from subpix_xp.backends import _jax
+
+    calls = []
+
+    def body(i, c):
+        calls.append(i)
+        return c + 1.0
+
+    out = jax.jit(lambda c: _jax.fori_loop(6, body, c, xp=jnp))(jnp.zeros(3, dtype=jnp.float32))
+    assert len(calls) == 1 and out.dtype == jnp.float32
+    np.testing.assert_array_equal(np.asarray(out), np.full(3, 6.0, dtype=np.float32))
+    with pytest.raises(TypeError):  # a body that changes the carry's dtype is refused, not silently unrolled
+        _jax.fori_loop(2, lambda i, c: c.astype(jnp.int32), jnp.zeros(3, dtype=jnp.float32), xp=jnp)
+
+
+@pytest.mark.parametrize("path", ["_tap_filter", "_conv_filter"])
+def test_jax_separable_filter_paths_match_generic(path):
+    """JAX filters large planes with materialised-pad taps and small ones with a convolution; both
+    paths under ``jax.jit`` (eager, the convolution is the hook test's), on every case of the hook
+    test (wide kernels, 1-pixel axes, non-finite samples)."""
+    jax_backend = load_backend("jax")
+    import jax
+
+    from subpix_xp.backends import _jax
+
+    run = jax.jit(getattr(_jax, path), static_argnums=1)
+    for (x, kernel), _ in _filter_cases(np.random.default_rng(9)):
+        if x.ndim < 2 or len(kernel) == 1:
+            continue
+        got = to_numpy(run(jax_backend.asarray(x), kernel))
+        want = to_numpy(GENERIC.separable_filter(jax_backend.asarray(x), kernel, xp=jax_backend.xp))
+        tol = ROUNDING["separable_filter"][str(x.dtype)]
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol, err_msg=f"{path} {x.shape} {len(kernel)}")
+
+
+def test_jax_separable_filter_takes_the_taps_on_large_planes(monkeypatch):
+    jax_backend = load_backend("jax")
+    from subpix_xp.backends import _jax
+
+    taken = []
+    monkeypatch.setattr(_jax, "_tap_filter", lambda x, kernel: taken.append(x.shape) or _jax._conv_filter(x, kernel))
+    x = jax_backend.asarray(np.random.default_rng(10).standard_normal((1, 512, 1024)).astype("float32"))
+    kernel = _gauss(2.0, 13)
+    got = to_numpy(_jax.separable_filter(x, kernel, xp=jax_backend.xp))
+    small = _jax.separable_filter(x[:, :256, :], kernel, xp=jax_backend.xp)
+    assert taken == [(1, 512, 1024)] and small.shape == (1, 256, 1024)
+    want = to_numpy(GENERIC.separable_filter(x, kernel, xp=jax_backend.xp))
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
 def test_generic_window_max_against_brute_force():

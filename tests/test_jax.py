@@ -433,10 +433,9 @@ def test_softmax_of_extreme_logits_under_jit_is_finite(func, temperature):
 def test_detect_blobs_under_jit_in_32_bit_mode_prints_no_warnings():
     """The issue's case: ``detect_blobs`` under ``jax.jit`` without x64 printed int64-truncation
     warnings from the quadratic refinement; now it asks for the default index dtype."""
-    rng = np.random.default_rng(4)
-    yy, xx = np.mgrid[0:40, 0:40].astype(np.float64)
+    yy, xx = np.mgrid[0:64, 0:64].astype(np.float64)
     image = sum(np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * s * s))
-                for cx, cy, s in rng.uniform((8, 8, 1.5), (32, 32, 3.0), (3, 3)))
+                for cx, cy, s in [(20.3, 22.6, 2.0), (44.1, 40.7, 2.5), (22.5, 45.2, 3.0)])
     image = image[None, None].astype(np.float32)
     with jax.enable_x64(False):
         blobs = jax.jit(functools.partial(S.detect_blobs, num_features=4))(jnp.asarray(image))

@@ -102,6 +102,7 @@ class Hooks:
     softmax: Callable[..., Any]
     outer: Callable[..., Any]
     kth_largest: Callable[..., Any]
+    fori_loop: Callable[..., Any]
     # Capabilities.
     can_inspect: Callable[[Any], bool]
     prefers_static_shapes: Callable[[Any], bool]
@@ -126,6 +127,7 @@ GENERIC = Hooks(
     softmax=_generic.softmax,
     outer=_generic.outer,
     kth_largest=_generic.kth_largest,
+    fori_loop=_generic.fori_loop,
 )
 
 CAPABILITIES = ("can_inspect", "prefers_static_shapes", "supports_dynamic_shapes", "block_elements")

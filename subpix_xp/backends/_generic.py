@@ -193,6 +193,24 @@ def outer(a: Array, b: Array, *, xp: Namespace) -> Array:
     return a[..., :, None] * b[..., None, :]
 
 
+def fori_loop(n: int, body: Any, carry: Any, *, xp: Namespace) -> Any:
+    """``carry = body(i, carry)`` for ``i`` in ``range(n)``; returns the final ``carry``.
+
+    ``n`` is a Python integer; ``carry`` is an array or a (nested) tuple of arrays. ``body`` must
+    return a carry of the same structure, shapes and dtypes, and must not branch in Python on array
+    values (nor on ``i``, which a backend may pass as an array): a compiling backend (JAX's
+    ``lax.fori_loop``) then traces it once instead of once per iteration. Here a plain Python loop,
+    which also traces (unrolled) under ``jax.jit``.
+
+    >>> import numpy as np
+    >>> fori_loop(3, lambda i, c: (c[0] * 2, c[1] + 1), (np.ones(2), np.zeros(2)), xp=np)
+    (array([8., 8.]), array([3., 3.]))
+    """
+    for i in range(n):
+        carry = body(i, carry)
+    return carry
+
+
 def can_inspect(x: Array) -> bool:
     """Whether reading an array's values costs no device synchronisation and no tracing error: not lazy."""
     from array_api_compat import is_lazy_array

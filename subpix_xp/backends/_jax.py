@@ -109,7 +109,7 @@ def blockwise(func: str, plan: Any, /, *arrays: Any, xp: Any, **params: Any) -> 
     static = tuple(sorted((k, v) for k, v in params.items() if k not in floats))
     values = [arrays[i] for i in positions] + [params[k] for k in floats]
     signature = tuple(float if type(a) is float else (a.shape, a.dtype, a.weak_type) for a in values)
-    key = (kernel, xp, static, fixed, positions, floats, signature, _generic_forced(), jax.config.jax_enable_x64)
+    key = (kernel, xp, static, fixed, positions, floats, signature, _generic_forced(), jax.config.read("jax_enable_x64"))
     run = PROGRAMS.get(key, lambda: _jit(kernel, xp, dict(static), fixed, positions, floats))
     return run(*values)
 
@@ -204,6 +204,85 @@ def prefers_static_shapes(x: Any) -> bool:
     return True
 
 
+def fori_loop(n: int, body: Any, carry: Any, *, xp: Any) -> Any:
+    """``lax.fori_loop``: ``body`` is traced once (it must keep the carry's shapes and dtypes)."""
+    from jax import lax
+
+    return lax.fori_loop(0, n, body, carry)
+
+
+# Planes of at least this many pixels take the taps (see ``separable_filter``).
+_TAPS_PLANE = 2**19
+
+
+def separable_filter(x: Any, kernel: tuple[float, ...], *, xp: Any) -> Any:
+    """The generic hook's filter, with a materialised reflect pad on large planes and a convolution on small ones.
+
+    Under ``jax.jit`` the generic hook's reflect gather fuses into every tap that reads it, so XLA
+    recomputes it per tap (about 7 times slower on a 1024x1024 plane), and its slice per tap makes a
+    pyramid's graph large (seconds of compilation). Here, on planes of at least ``2**19`` pixels
+    (where the run time is), the reflect pad is ``jnp.pad`` materialised behind an optimisation
+    barrier and the taps are the generic hook's arithmetic; on smaller planes each axis is one
+    ``lax.conv_general_dilated`` along the last axis (``Precision.HIGHEST``: no TF32 or bfloat16
+    passes on accelerators), a few operations instead of a few dozen. Both sum only the kernel's
+    taps, so non-finite samples spread exactly as far as in the generic hook; sums may round
+    differently, within a few units in the last place. Non-floating inputs and even-length kernels
+    take the generic hook.
+    """
+    import jax.numpy as jnp
+
+    k = len(kernel)
+    if k % 2 != 1 or x.ndim < 2 or x.size == 0 or not jnp.issubdtype(x.dtype, jnp.floating):
+        return _generic.separable_filter(x, kernel, xp=xp)
+    if x.shape[-1] * x.shape[-2] >= _TAPS_PLANE:
+        return _tap_filter(x, tuple(kernel))
+    return _conv_filter(x, tuple(kernel))
+
+
+def _tap_filter(x: Any, kernel: tuple[float, ...]) -> Any:
+    import jax.numpy as jnp
+    from jax import lax
+
+    k, radius = len(kernel), len(kernel) // 2
+    symmetric = kernel == kernel[::-1]
+    for axis in (x.ndim - 1, x.ndim - 2):
+        n = x.shape[axis]
+        widths = [(0, 0)] * x.ndim
+        widths[axis] = (radius, radius)
+        padded = lax.optimization_barrier(jnp.pad(x, widths, mode="reflect"))
+
+        def tap(start: int, padded: Any = padded, axis: int = axis, n: int = n) -> Any:
+            return lax.slice_in_dim(padded, start, start + n, axis=axis)
+
+        if symmetric:
+            out = tap(radius) * kernel[radius]
+            for j in range(radius):
+                out = out + (tap(j) + tap(k - 1 - j)) * kernel[j]
+        else:
+            out = tap(0) * kernel[0]
+            for j in range(1, k):
+                out = out + tap(j) * kernel[j]
+        x = out
+    return x
+
+
+def _conv_filter(x: Any, kernel: tuple[float, ...]) -> Any:
+    import jax.numpy as jnp
+    from jax import lax
+
+    radius = len(kernel) // 2
+    *lead, h, w = x.shape
+    taps = jnp.reshape(jnp.asarray(kernel, dtype=x.dtype), (1, 1, 1, len(kernel)))
+    y = jnp.reshape(x, (-1, 1, h, w))
+    # The last axis, then the other one moved last: XLA's CPU convolution along the second-to-last
+    # axis runs about ten times slower than a transpose and a convolution along the last.
+    for _ in range(2):
+        index = jnp.asarray(_generic.reflect_tuple(y.shape[3], radius, radius))
+        y = lax.conv_general_dilated(jnp.take(y, index, axis=3), taps, (1, 1), "VALID",
+                                     precision=lax.Precision.HIGHEST)
+        y = jnp.swapaxes(y, 2, 3)
+    return jnp.reshape(y, (*lead, h, w))
+
 HOOKS = dataclasses.replace(
     GENERIC,
     name="jax",
@@ -211,6 +290,8 @@ HOOKS = dataclasses.replace(
     window_min=window_min,
     pad=pad,
     expand=expand,
+    fori_loop=fori_loop,
+    separable_filter=separable_filter,
     can_inspect=can_inspect,
     supports_dynamic_shapes=supports_dynamic_shapes,
     prefers_static_shapes=prefers_static_shapes,
