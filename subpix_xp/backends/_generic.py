@@ -251,8 +251,7 @@ def _data_dependent_shapes(kind: type, x: Array) -> bool:
 def block_elements(x: Array) -> int:
     """How many elements the temporaries of one block of work should hold on this array; 0: no blocking.
 
-    Window operations (strict NMS, the windowed soft-argmax, the spatial soft-argmax) split a large
-    array into blocks of about this many elements, with the halo each window needs, and concatenate
+    Window operations split a large array into blocks of about this many elements, with the halo each window needs, and concatenate
     the results: identical values, temporaries that stay in the CPU's cache, and a peak memory that
     no longer grows with the temporaries. Accelerators, tracers and lazy arrays work on whole arrays.
     """
