@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 import itertools
-import math
 from typing import Any
 
-from array_api_compat import device as _compat_device
+from .backends._helpers import axis_slice, broadcast_shape, device
+
+__all__ = ["axis_slice", "broadcast_shape", "device"]  # re-exported: the helpers shared with the backends
 
 Array = Any
-
-# Array types whose own ``.device`` is what ``array_api_compat.device`` returns (NumPy >= 2,
-# PyTorch): read it directly, which skips the library checks of the generic helper.
-_OWN_DEVICE: dict[type, bool] = {}
-
-
-def device(x: Array) -> Any:
-    """``array_api_compat.device(x)``, without its per-call library checks for NumPy and PyTorch arrays."""
-    kind = type(x)
-    own = _OWN_DEVICE.get(kind)
-    if own is None:
-        root = kind.__module__.partition(".")[0]
-        own = _OWN_DEVICE[kind] = root in ("numpy", "torch") and _compat_device(x) == getattr(x, "device", None)
-    return x.device if own else _compat_device(x)
 
 
 def compute_dtype(dtype: Any, *, xp: Any) -> Any:
@@ -91,10 +78,9 @@ def is_constant(value: Any, constant: float) -> bool:
 
 def index_dtype(*, xp: Any) -> Any:
     """The namespace's default index dtype: int64, but int32 for JAX without ``jax_enable_x64``."""
-    info = getattr(xp, "__array_namespace_info__", None)
-    if info is not None:
-        return info().default_dtypes()["indexing"]
-    return xp.arange(1).dtype
+    import array_api_extra as xpx
+
+    return xpx.default_dtype(xp, "indexing")
 
 
 def normalize(coords: Array, size: int) -> Array:
@@ -110,16 +96,6 @@ def axis_coordinates(n: int, normalized: bool, *, dtype: Any, like: Array, xp: A
         return xp.linspace(-1.0, 1.0, n, dtype=dtype, device=device(like))
     coords = xp.arange(n, dtype=dtype, device=device(like))
     return normalize(coords, n) if normalized else coords
-
-
-def exp_floor(dtype: Any, *, xp: Any) -> float:
-    """The lowest exponent worth computing: ``exp`` below it is subnormal (float32: below 1.2e-38).
-
-    Clamping a non-positive exponent there changes a weight by at most that much, and keeps
-    ``exp`` on its fast path: PyTorch's CPU ``exp`` is 10-30 times slower on arguments whose result
-    is subnormal or zero (the far tails of a Gaussian, the low end of a high-contrast heatmap).
-    """
-    return math.log(float(xp.finfo(dtype).smallest_normal)) + 0.5
 
 
 def softmax(x: Array, axis: int, *, xp: Any) -> Array:

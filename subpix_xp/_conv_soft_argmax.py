@@ -9,7 +9,7 @@ from . import _common as c
 from . import _validation as v
 from ._common import device
 from ._nms import _strict_extrema
-from .backends import Hooks, hooks_for
+from .backends import Blockwise, Hooks, Output, hooks_for
 
 Array = Any
 
@@ -20,11 +20,6 @@ def _strided(start: tuple[int, ...], stride: tuple[int, ...], count: tuple[int, 
     lead = (slice(None), slice(None))
     return lead + tuple(slice(a, a + s * (o - 1) + 1, s) for a, s, o in zip(start, stride, count))
 
-
-def _axis_slice(ndim: int, axis: int, start: int, stop: int, step: int = 1) -> tuple[slice, ...]:
-    index = [slice(None)] * ndim
-    index[axis] = slice(start, stop, step)
-    return tuple(index)
 
 
 def _window_softmax_moments(
@@ -54,7 +49,7 @@ def _window_softmax_moments(
         span = s * (o - 1) + 1
 
         def taps(a: Array, axis: int = axis, span: int = span, s: int = s, k: int = k) -> list[Array]:
-            return [a[_axis_slice(nd, axis, off, off + span, s)] for off in range(k)]
+            return [a[c.axis_slice(nd, axis, off, off + span, s)] for off in range(k)]
 
         def padded(a: Array, value: float, pad: tuple[tuple[int, int], ...] = pad) -> Array:
             return hooks.pad(a, pad, value, xp=xp) if pad[0] != (0, 0) else a
@@ -68,7 +63,7 @@ def _window_softmax_moments(
                    None if u is None else padded(u, 0.0)]
         m_taps = taps(src_m)
         if s == 1 and k > 3:
-            new_m = hooks.window_max(src_m, (k,) + (1,) * (nw - 1 - j), xp=xp)[_axis_slice(nd, axis, 0, o)]
+            new_m = hooks.window_max(src_m, (k,) + (1,) * (nw - 1 - j), xp=xp)[c.axis_slice(nd, axis, 0, o)]
         else:
             new_m = m_taps[0]
             for t in m_taps[1:]:
@@ -129,7 +124,7 @@ def _conv_soft_argmax(
     hooks = hooks_for(xp)
     temp = v.temperature(func, temperature, input, shape[:2] + (1,) * ndim, xp, hooks)
     return hooks.blockwise(
-        func, _conv_kernel, input, temp, xp=xp, window=window, strides=strides,
+        func, _CONV_BLOCKS, input, temp, xp=xp, window=window, strides=strides,
         widths=tuple((p, p) for p in pads), first=tuple(-p for p in pads), sizes=spatial,
         normalized=normalized_coordinates, output_value=output_value, bonus=bonus,
     )
@@ -313,3 +308,16 @@ def conv_soft_argmax3d(
         "conv_soft_argmax3d", input, kernel_size, stride, padding, temperature,
         normalized_coordinates, eps, output_value, strict_maxima_bonus, 3,
     )
+
+
+def _conv_outputs(ndim: int, params: dict[str, Any]) -> tuple[Output, ...]:
+    coords = Output(new=(len(params["window"]),), at=2)
+    return (coords, Output()) if params["output_value"] else (coords,)
+
+
+# Blockwise: strided windows; a block gets exactly the input its windows read (``widths``, ``first``).
+_CONV_BLOCKS = Blockwise(
+    _conv_kernel,
+    windows=lambda params: tuple((k, s, a) for k, s, (a, _) in zip(params["window"], params["strides"], params["widths"])),
+    outputs=_conv_outputs,
+)

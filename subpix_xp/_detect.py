@@ -34,11 +34,10 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
-from array_api_compat import device
-
 from . import _common as c
 from . import _refine as r
 from . import _validation as v
+from ._common import device
 from ._nms import nms3d_minmax
 from ._pyramid import scale_pyramid
 from .backends import Hooks, hooks_for
@@ -374,7 +373,7 @@ def _keypoints(octaves: list[Any], p: _Params, floor: Array | None, hooks: Hooks
     resp, is_min, score, candidate, cap, tables = found
     total = resp.shape[1]
     dev = device(resp)
-    index_dtype = xp.asarray(0, device=dev).dtype
+    index_dtype = c.index_dtype(xp=xp)
     r.check_index_range(_FUNC, total + 1, index_dtype, xp=xp)
     m = min(cap if p.budget == 0 else p.budget, cap, total)
     index, kept = r.select_candidates(score, candidate, m, cap, hooks, xp=xp)

@@ -8,7 +8,7 @@ from typing import Any
 from . import _common as c
 from . import _validation as v
 from ._common import device
-from .backends import Hooks, hooks_for
+from .backends import Blockwise, Hooks, Output, hooks_for
 
 Array = Any
 
@@ -19,12 +19,6 @@ def _split(k: int) -> tuple[int, int]:
     """Positions of a length-``k`` window before and after its centre."""
     before = (k - 1) // 2
     return before, k - 1 - before
-
-
-def _slice_axis(x: Array, axis: int, start: int, length: int) -> Array:
-    index = [slice(None)] * x.ndim
-    index[axis] = slice(start, start + length)
-    return x[tuple(index)]
 
 
 def _exclusive(x: Array, window: tuple[int, ...], reduce: Any, combine: Any, *, xp: Any) -> tuple[Array, Array | None]:
@@ -52,10 +46,10 @@ def _exclusive(x: Array, window: tuple[int, ...], reduce: Any, combine: Any, *, 
                 continue
             if h not in reduced:
                 reduced[h] = full if h == 1 else reduce(full, (h,) + (1,) * (nw - 1 - j), xp=xp)
-            parts.append(_slice_axis(reduced[h], axis, start, out))
-        centre = _slice_axis(centre, axis, before, out)
+            parts.append(reduced[h][c.axis_slice(reduced[h].ndim, axis, start, start + out)])
+        centre = centre[c.axis_slice(centre.ndim, axis, before, before + out)]
         if rest is not None:
-            parts.append(_slice_axis(rest, axis, before, out))
+            parts.append(rest[c.axis_slice(rest.ndim, axis, before, before + out)])
         rest = parts[0] if parts else None
         for part in parts[1:]:
             rest = combine(rest, part)
@@ -131,7 +125,7 @@ def _nms(func: str, input: Array, kernel_size: Any, mask_only: bool, n: int, lay
     input = v.check_real(func, "input", input, xp)
     window = v.int_tuple(func, "kernel_size", kernel_size, n, minimum=1, allow_int=False)
     v.check_bool(func, "mask_only", mask_only)
-    return hooks_for(xp).blockwise(func, _nms_kernel, input, xp=xp, window=window, mask_only=mask_only)
+    return hooks_for(xp).blockwise(func, _NMS_BLOCKS, input, xp=xp, window=window, mask_only=mask_only)
 
 
 def _nms_kernel(input: Array, *, window: tuple[int, ...], mask_only: bool, xp: Any) -> Array:
@@ -236,9 +230,20 @@ def nms3d_minmax(input: Array) -> tuple[Array, Array]:
     xp = v.namespace(func, input=input)
     v.check_ndim(func, "input", input, 5, "(B, C, D, H, W)")
     input = v.check_real(func, "input", input, xp)
-    return hooks_for(xp).blockwise("nms3d_minmax", _minmax_kernel, input, xp=xp)
+    return hooks_for(xp).blockwise(func, _MINMAX_BLOCKS, input, xp=xp)
 
 
 def _minmax_kernel(input: Array, *, xp: Any) -> tuple[Array, Array]:
     max_mask, min_mask = _strict_extrema(input, (3, 3, 3), ("max", "min"), hooks_for(xp), xp=xp)
     return max_mask, min_mask
+
+
+# Blockwise: a strict maximum needs its full window, so a block is extended by ``k // 2`` per axis.
+_NMS_BLOCKS = Blockwise(
+    _nms_kernel,
+    halo=lambda params: tuple(k // 2 for k in params["window"]),
+    outputs=lambda ndim, params: (Output(boolean=params["mask_only"]),),
+)
+_MINMAX_BLOCKS = Blockwise(
+    _minmax_kernel, halo=lambda params: (1, 1, 1), outputs=lambda ndim, params: (Output(True), Output(True))
+)

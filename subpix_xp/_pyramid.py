@@ -18,8 +18,7 @@ import functools
 import math
 from typing import Any
 
-from array_api_compat import device
-
+from ._common import device
 from .backends import Hooks
 
 Array = Any

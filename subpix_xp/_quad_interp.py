@@ -22,8 +22,8 @@ from typing import Any
 from . import _common as c
 from . import _validation as v
 from ._common import device
-from ._nms import _strict_extrema
-from .backends import Hooks, hooks_for
+from ._nms import _strict_extrema, nms3d
+from .backends import Blockwise, Hooks, Output, hooks_for
 
 Array = Any
 
@@ -240,11 +240,11 @@ def _edge_pad1(a: Array, *, xp: Any) -> Array:
 def _dense_refine(
     x: Array, mask: Array, n_iters: int, threshold: float, allow_scale_steps: bool, radius: int | None,
     hooks: Hooks, *, xp: Any,
-) -> tuple[Array, Array, Array]:
+) -> tuple[Array, Array]:
     """Follow every maximum of ``x`` ``(BC, D, H, W)`` through the dense transition table.
 
-    Returns the flat final voxel of each position (``-1`` where unrefined), and the flat shift and
-    ``g . s`` tables to read there. ``radius`` ``None`` means no ``dilation_radius`` limit.
+    Returns the flat final voxel of each position (``-1`` where unrefined), and the tables to read
+    there, stacked ``(4, BC * D * H * W)``: the shifts ``s``, ``x``, ``y`` and ``g . s``. ``radius`` ``None`` means no ``dilation_radius`` limit.
     """
     bc, d, h, w = x.shape
     size = (d, h, w)
@@ -280,7 +280,7 @@ def _dense_refine(
         voxel = xp.take(following, voxel)
     final = xp.where(xp.take(stay, voxel), voxel, xp.full_like(voxel, -1))
     tables = xp.stack([xp.reshape(t, (total,)) for t in (ss, sx, sy, gds)], axis=0)
-    return final, tables, index
+    return final, tables
 
 
 def _assemble(
@@ -313,7 +313,7 @@ def _static_path(input: Array, mask: Array, n_iters: int, bonus: float, threshol
     b, ch, d, h, w = input.shape
     x = xp.reshape(xp.astype(input, c.compute_dtype(input.dtype, xp=xp)), (b * ch, d, h, w))
     mask = xp.reshape(mask, (b * ch, d, h, w))
-    final, tables, _ = _dense_refine(x, mask, n_iters, threshold, allow_scale_steps, radius, hooks, xp=xp)
+    final, tables = _dense_refine(x, mask, n_iters, threshold, allow_scale_steps, radius, hooks, xp=xp)
     return _assemble(input, x, final, tables, bonus, origin, xp=xp)
 
 
@@ -373,7 +373,7 @@ def conv_quad_interp3d(
                 allow_scale_steps)
     radius = v.check_int(func, "dilation_radius", dilation_radius, minimum=0)
     return hooks_for(xp).blockwise(
-        "conv_quad_interp3d", _conv_quad_kernel, input, precomputed_nms_mask, xp=xp, n_iters=n_iters,
+        func, _CONV_QUAD_BLOCKS, input, precomputed_nms_mask, xp=xp, n_iters=n_iters,
         bonus=float(strict_maxima_bonus), threshold=float(max_subpixel_shift), allow_scale_steps=allow_scale_steps,
         radius=radius, origin=(0, 0, 0),
     )
@@ -515,9 +515,9 @@ def _sparse_path(input: Array, mask: Array, n_iters: int, bonus: float, threshol
     for pos, orig, s, offset in ((fd, od, ss, origin[0]), (fw, ow, sx, origin[2]), (fh, oh, sy, origin[1])):
         points.append(xp.where(refined, xp.astype(pos + offset, dtype) + s, xp.astype(orig + offset, dtype)))
     # One scatter into the materialised (B, C, 3, D, H, W) grid: keypoint i of image bc sits at
-    # bc * 3 V + axis * V + v; sorted by image, then axis, then voxel, as the scatter wants.
-    bc, v = index // volume, index % volume
-    where = xp.stack([bc * (3 * volume) + axis * volume + v for axis in range(3)], axis=0)
+    # bc * 3 V + axis * V + voxel; sorted by image, then axis, then voxel, as the scatter wants.
+    bc, voxel = index // volume, index % volume
+    where = xp.stack([bc * (3 * volume) + axis * volume + voxel for axis in range(3)], axis=0)
     order = xp.argsort(xp.reshape(xp.permute_dims(where, (1, 0)), (-1,)), stable=True)
     where = xp.take(xp.reshape(xp.permute_dims(where, (1, 0)), (-1,)), order)
     points = xp.take(xp.reshape(xp.permute_dims(xp.stack(points, axis=0), (1, 0)), (-1,)), order)
@@ -586,7 +586,7 @@ def iterative_quad_interp3d(
     if max_candidates is not None:
         max_candidates = v.check_int(func, "max_candidates", max_candidates, minimum=0)
     return hooks_for(xp).blockwise(
-        "iterative_quad_interp3d", _iterative_kernel, input, precomputed_nms_mask, xp=xp, n_iters=n_iters,
+        func, _ITERATIVE_BLOCKS, input, precomputed_nms_mask, xp=xp, n_iters=n_iters,
         bonus=float(strict_maxima_bonus), threshold=float(max_subpixel_shift), allow_scale_steps=allow_scale_steps,
         max_candidates=max_candidates, origin=(0, 0, 0),
     )
@@ -612,14 +612,56 @@ def _iterative_kernel(
 
 
 def _top_per_image_dense(input: Array, mask: Array, per_image: int, *, xp: Any) -> Array:
-    """Static-shape form of :func:`_top_per_image`: the mask of each image's top maxima."""
+    """Static-shape form of :func:`_top_per_image`: the mask of each image's ``per_image`` largest maxima.
+
+    Keeps each image's maxima above its ``k``-th largest maximum value and, of those equal to it, the
+    first in C order (counted by a cumulative sum): one sort per image (a lazy ``topk`` on Dask).
+    """
     b, ch = input.shape[:2]
     volume = math.prod(input.shape[2:])
-    values = xp.reshape(input, (b * ch, volume))
+    if per_image >= volume:
+        return mask
+    if per_image == 0:
+        return xp.zeros_like(mask)
     flat_mask = xp.reshape(mask, (b * ch, volume))
-    by_value = xp.argsort(values, axis=-1, descending=True, stable=True)
-    maxima_first = xp.argsort(xp.astype(~xp.take_along_axis(flat_mask, by_value, axis=-1), xp.uint8), axis=-1,
-                              stable=True)
-    order = xp.take_along_axis(by_value, maxima_first, axis=-1)
-    rank = xp.argsort(order, axis=-1, stable=True)
-    return xp.reshape(flat_mask & (rank < per_image), tuple(input.shape))
+    values = xp.where(flat_mask, xp.reshape(input, (b * ch, volume)), xp.asarray(-math.inf, dtype=input.dtype))
+    kth = hooks_for(xp).kth_largest(values, per_image, xp=xp)
+    above = flat_mask & (values > kth)
+    tied = flat_mask & (values == kth)
+    count = xp.astype(tied, c.index_dtype(xp=xp))
+    room = per_image - xp.sum(xp.astype(above, count.dtype), axis=-1, keepdims=True)
+    keep = above | (tied & (xp.cumulative_sum(count, axis=-1) <= room))
+    return xp.reshape(keep, tuple(input.shape))
+
+
+def _lazy_candidates(
+    input: Array, mask: Array | None, *, xp: Any, **params: Any
+) -> tuple[tuple[Array, Array | None], dict[str, Any]]:
+    """``max_candidates`` chosen over whole images before a chunked run, so blocks refine independently."""
+    k = params["max_candidates"]
+    if k is None or params["n_iters"] == 0 or min(input.shape[2:]) < 3:
+        return (input, mask), params
+    params = {**params, "max_candidates": None}
+    if mask is None:
+        mask = nms3d(input, (3, 3, 3), mask_only=True)
+    return (input, _top_per_image_dense(input, mask, k, xp=xp)), params
+
+
+def _quad_outputs(ndim: int, params: dict[str, Any]) -> tuple[Output, ...]:
+    return Output(new=(3,), at=2), Output()
+
+
+# Blockwise: a keypoint moves at most one voxel per iteration and at most ``n_iters - 1`` times;
+# each fit reads the 3x3x3 neighbourhood of its voxel and (conv path) the NMS mask within
+# ``dilation_radius`` of it, and the mask at a voxel needs its own 3x3x3 neighbourhood: so a block
+# extended by ``n_iters + radius`` sees every value a keypoint of its core can read, and its borders
+# (where the rule would reject a move) are never reached from the core. Blocks of at least 3 voxels a
+# side, so only volumes shorter than 3 are returned unrefined.
+_CONV_QUAD_BLOCKS = Blockwise(
+    _conv_quad_kernel, halo=lambda params: (max(params["n_iters"] + params["radius"], 1),) * 3, origin=True,
+    minimum=3, outputs=_quad_outputs,
+)
+_ITERATIVE_BLOCKS = Blockwise(
+    _iterative_kernel, halo=lambda params: (max(params["n_iters"], 1),) * 3, origin=True, minimum=3,
+    outputs=_quad_outputs, prepare=_lazy_candidates,
+)

@@ -8,7 +8,7 @@ from typing import Any
 from . import _common as c
 from . import _validation as v
 from ._common import device
-from .backends import hooks_for
+from .backends import Blockwise, Output, hooks_for
 
 Array = Any
 
@@ -26,7 +26,12 @@ def _heatmaps(func: str, input: Array) -> tuple[Any, Array]:
 
 def _temperature(func: str, input: Array, temperature: Any, *, xp: Any) -> Array | float:
     b, n = input.shape[:2]
-    return v.temperature(func, temperature, input, (b, n, 1), xp, hooks_for(xp))
+    temp = v.temperature(func, temperature, input, (b, n, 1), xp, hooks_for(xp))
+    if isinstance(temp, float):
+        return temp
+    # One value per map, shaped (B, N, 1, 1) so that it broadcasts against the maps (and a chunked
+    # executor blocks it with them).
+    return xp.reshape(xp.broadcast_to(temp, (b, n, 1)), (b, n, 1, 1))
 
 
 def _softmax(input: Array, temp: Array | float, *, xp: Any) -> Array:
@@ -35,7 +40,8 @@ def _softmax(input: Array, temp: Array | float, *, xp: Any) -> Array:
     dtype = c.compute_dtype(input.dtype, xp=xp)
     flat = xp.reshape(xp.astype(input, dtype), (b, n, h * w))
     if not isinstance(temp, float):
-        temp = xp.astype(temp, dtype)
+        # (B, N, 1, 1), or 0-d where JAX traces a float temperature.
+        temp = xp.reshape(xp.broadcast_to(xp.astype(temp, dtype), (b, n, 1, 1)), (b, n, 1))
     if not c.is_constant(temp, 1.0):
         flat = _scaled_logits(flat, temp, xp=xp)
     return c.softmax(flat, -1, xp=xp)
@@ -82,7 +88,7 @@ def spatial_softmax2d(input: Array, temperature: Array | float | None = None) ->
     func = "spatial_softmax2d"
     xp, input = _heatmaps(func, input)
     temp = _temperature(func, input, temperature, xp=xp)
-    return hooks_for(xp).blockwise("spatial_softmax2d", _softmax_kernel, input, temp, xp=xp)
+    return hooks_for(xp).blockwise(func, _SOFTMAX_BLOCKS, input, temp, xp=xp)
 
 
 def _softmax_kernel(input: Array, temp: Array | float, *, xp: Any) -> Array:
@@ -128,7 +134,7 @@ def spatial_expectation2d(input: Array, normalized_coordinates: bool = True) -> 
     xp, input = _heatmaps(func, input)
     v.check_bool(func, "normalized_coordinates", normalized_coordinates)
     return hooks_for(xp).blockwise(
-        "spatial_expectation2d", _expectation_kernel, input, xp=xp, normalized=normalized_coordinates
+        func, _EXPECTATION_BLOCKS, input, xp=xp, normalized=normalized_coordinates
     )
 
 
@@ -171,7 +177,7 @@ def spatial_soft_argmax2d(
     v.check_bool(func, "normalized_coordinates", normalized_coordinates)
     temp = _temperature(func, input, temperature, xp=xp)
     return hooks_for(xp).blockwise(
-        "spatial_soft_argmax2d", _soft_argmax_kernel, input, temp, xp=xp, normalized=normalized_coordinates
+        func, _SOFT_ARGMAX_BLOCKS, input, temp, xp=xp, normalized=normalized_coordinates
     )
 
 
@@ -192,7 +198,7 @@ def _soft_argmax_kernel(input: Array, temp: Array | float, *, normalized: bool, 
     elif isinstance(temp, float):
         scale = temp
     else:
-        scale = xp.reshape(xp.broadcast_to(xp.astype(temp, dtype), (b, n, 1)), (b * n, 1))
+        scale = xp.reshape(xp.broadcast_to(xp.astype(temp, dtype), (b, n, 1, 1)), (b * n, 1))
     xs = c.axis_coordinates(w, normalized, dtype=dtype, like=input, xp=xp)
     ys = c.axis_coordinates(h, normalized, dtype=dtype, like=input, xp=xp)
     ones = xp.ones((w,), dtype=dtype, device=device(input))
@@ -255,13 +261,13 @@ def render_gaussian2d(mean: Array, std: Array, size: tuple[int, int], normalized
     if mean.dtype != std.dtype:
         msg = f"{func}: expected `mean` and `std` of one dtype; got {mean.dtype} and {std.dtype}"
         raise TypeError(msg)
-    if v.broadcast_shape(tuple(mean.shape), tuple(std.shape)) is None:
+    if c.broadcast_shape(tuple(mean.shape), tuple(std.shape)) is None:
         msg = f"{func}: `std` of shape {tuple(std.shape)} does not broadcast with `mean` of shape {tuple(mean.shape)}"
         raise ValueError(msg)
     height, width = v.int_tuple(func, "size", size, 2, minimum=1, allow_int=False)
     v.check_bool(func, "normalized_coordinates", normalized_coordinates)
     return hooks_for(xp).blockwise(
-        "render_gaussian2d", _gaussian_kernel, mean, std, xp=xp, size=(height, width), normalized=normalized_coordinates
+        func, _GAUSSIAN_BLOCKS, mean, std, xp=xp, size=(height, width), normalized=normalized_coordinates
     )
 
 
@@ -290,3 +296,12 @@ def _gaussian_axis(t: Array, mu: Array, scale: Array, floor: float, hooks: Any, 
     with weights at or below ``floor`` set to 0."""
     d = t - mu
     return hooks.softmax((d * d) / scale, -1, xp=xp, flush=floor)
+
+
+# Blockwise: each map is read whole (H and W never split); the leading axes are blocked freely.
+_SOFTMAX_BLOCKS = Blockwise(_softmax_kernel, whole=2)
+_EXPECTATION_BLOCKS = Blockwise(_expectation_kernel, whole=2, outputs=lambda ndim, params: (Output(drop=2, new=(2,)),))
+_SOFT_ARGMAX_BLOCKS = Blockwise(_soft_argmax_kernel, whole=2, outputs=lambda ndim, params: (Output(drop=2, new=(2,)),))
+_GAUSSIAN_BLOCKS = Blockwise(
+    _gaussian_kernel, whole=1, outputs=lambda ndim, params: (Output(drop=1, new=params["size"]),)
+)

@@ -11,9 +11,10 @@ import numbers
 from collections.abc import Sequence
 from typing import Any
 
-from array_api_compat import array_namespace, device, is_array_api_obj
+from array_api_compat import array_namespace, is_array_api_obj
 
 from . import _common as c
+from ._common import broadcast_shape, device
 from .backends import Hooks
 
 Array = Any
@@ -169,20 +170,6 @@ def temperature(func: str, value: Any, x: Array, layout: tuple[int, ...], xp: An
         msg = f"{func}: expected a positive `temperature`; got an array with zero, negative or NaN entries"
         raise ValueError(msg)
     return value
-
-
-def broadcast_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None:
-    """NumPy broadcasting of two shapes, or ``None`` if they do not broadcast."""
-    if a == b:
-        return a
-    out = []
-    for i in range(1, max(len(a), len(b)) + 1):
-        p = a[-i] if i <= len(a) else 1
-        q = b[-i] if i <= len(b) else 1
-        if p != q and 1 not in (p, q):
-            return None
-        out.append(q if p == 1 else p)
-    return tuple(reversed(out))
 
 
 def _is_int(v: Any) -> bool:

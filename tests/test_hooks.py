@@ -110,6 +110,16 @@ def _outer_cases(rng):
     yield (a, rng.standard_normal((4, 5)).astype("float32") * 1e-30), {}  # inf * 0, subnormal products
 
 
+def _kth_cases(rng):
+    for dtype in ["float32", "float64", "int32"]:
+        for shape, k in [((7,), 1), ((3, 40), 5), ((2, 3, 9), 9)]:
+            yield (_data(rng, shape, dtype), k), {}
+    x = rng.standard_normal((4, 30))
+    x[:, ::3] = -np.inf  # the masked-out entries of a candidate selection
+    x[1, :5] = x[1, 5]  # ties at the k-th value
+    yield (x, 6), {}
+
+
 def _halve_and_count(i, c):
     # Exact arithmetic (a halving, small integers), so an unrolled and a compiled loop agree bit for bit.
     return c * 0.5 + (i + 1)
@@ -123,6 +133,7 @@ def _loop_cases(rng):
 
 
 CASES = {
+    "kth_largest": _kth_cases,
     "window_max": _window_cases,
     "window_min": _window_cases,
     "pad": _pad_cases,
@@ -451,3 +462,19 @@ def test_operations_agree_under_generic_hooks(xp_backend):
             # the values agree to a few ulps, not bit for bit. The other backends are exact.
             rtol = 1e-14 if xp_backend.name.startswith("jax") else 0.0
             np.testing.assert_allclose(native, generic, rtol=rtol, atol=0.0)
+
+
+def test_generic_capabilities_ask_the_standard():
+    """The generic capabilities come from ``is_lazy_array`` and the inspection API, not constants."""
+    da = pytest.importorskip("dask.array")
+    lazy = da.zeros((4, 4), chunks=2)
+    assert GENERIC.can_inspect(np.zeros(3)) and not GENERIC.can_inspect(lazy)
+    assert GENERIC.supports_dynamic_shapes(np.zeros(3)) and not GENERIC.supports_dynamic_shapes(lazy)
+
+
+def test_hook_roles_partition_the_contract():
+    from subpix_xp.backends import CAPABILITIES, EXECUTOR, KERNELS
+
+    fields = [f.name for f in dataclasses.fields(Hooks)]
+    assert sorted(["name", *KERNELS, *CAPABILITIES, *EXECUTOR]) == sorted(fields)
+    assert set(KERNELS) == set(CASES)  # every kernel is held against the generic one above

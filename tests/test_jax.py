@@ -6,6 +6,7 @@ against central finite differences. The JAX backend of :mod:`subpix_xp.testing` 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import numpy as np
@@ -16,7 +17,7 @@ jax = pytest.importorskip("jax")
 from _helpers import assert_close, dog_stack  # noqa: E402
 
 import subpix_xp as S  # noqa: E402
-from subpix_xp.backends import GENERIC, _generic, hooks_for  # noqa: E402
+from subpix_xp.backends import GENERIC, Blockwise, _generic, hooks_for  # noqa: E402
 from subpix_xp.testing import get_backend  # noqa: E402
 
 BACKEND = get_backend("jax")  # enables jax_enable_x64
@@ -266,6 +267,10 @@ def _counting(monkeypatch, module, name):
         return original(*args, **kwargs)
 
     monkeypatch.setattr(module, name, kernel)
+    # The operation's Blockwise declaration holds the kernel it runs: point it at the wrapper too.
+    for attr, plan in list(vars(module).items()):
+        if isinstance(plan, Blockwise) and plan.kernel is original:
+            monkeypatch.setattr(module, attr, dataclasses.replace(plan, kernel=kernel))
     return calls
 
 

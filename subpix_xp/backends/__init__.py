@@ -1,10 +1,24 @@
 """Per-backend hooks: the few kernels the Array API standard lacks or runs slowly.
 
-The contract is :class:`Hooks`. :data:`GENERIC` implements every hook with the standard alone;
-a backend module (``_numpy``, ``_torch``, ...) overrides only what its library does better and
-imports that library lazily. :func:`hooks_for` picks the hooks for a namespace;
-:func:`use_generic_hooks` (or ``SUBPIX_XP_GENERIC_HOOKS=1``) forces the generic ones everywhere, so
-the whole suite can run on the reference path.
+The contract (:class:`Hooks`), by role:
+
+* **kernels** (``KERNELS``): what a library computes faster than the standard. Each takes its arrays
+  positionally, static parameters after them, and the namespace as the keyword ``xp``; it returns
+  what the generic one in :mod:`._generic` returns (values, shape, dtype; ``ROUNDING`` in
+  ``tests/test_hooks.py`` says where summation order may differ).
+* **capabilities** (``CAPABILITIES``): what an array *is* (traced, lazy, inspectable, on an
+  accelerator), each a function of the array alone. The generic ones ask the standard's
+  inspection API and ``array_api_compat.is_lazy_array``.
+* **executor** (``blockwise``): runs an operation's kernel as its :class:`Blockwise` declaration
+  allows: whole (the default), compiled (JAX), or block by block (Dask).
+
+A backend is one module ``_<name>.py`` with ``HOOKS = dataclasses.replace(GENERIC, ...)``
+overriding only what its library does better, importing that library lazily, and one line in
+``_BACKENDS``; ``tests/test_hooks.py`` holds every kernel override against the generic one.
+Operations live outside this package: nothing here imports or names one.
+:func:`hooks_for` picks the hooks for a namespace; :func:`use_generic_hooks` (or
+``SUBPIX_XP_GENERIC_HOOKS=1``) forces the generic kernels (capabilities and executor stay the
+backend's), so the whole suite can run on the reference path.
 """
 
 from __future__ import annotations
@@ -20,32 +34,82 @@ from typing import Any
 
 from . import _generic
 
-__all__ = ["GENERIC", "Hooks", "backend_name", "hooks_for", "use_generic_hooks"]
+__all__ = ["GENERIC", "Blockwise", "Hooks", "Output", "backend_name", "hooks_for", "use_generic_hooks"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Output:
+    """One output of a :class:`Blockwise` kernel, laid out from the input grid's axes.
+
+    Its axes are the grid's axes less the trailing ``drop`` ones (which must be whole, see
+    :attr:`Blockwise.whole`), with new axes of sizes ``new`` inserted at axis ``at`` (``None``: at
+    the end). ``boolean``: a mask; otherwise the dtype of the first array.
+    """
+
+    boolean: bool = False
+    drop: int = 0
+    new: tuple[int, ...] = ()
+    at: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Blockwise:
+    """How an operation's kernel runs on one block of a larger array (declared next to the kernel).
+
+    ``kernel(*arrays, xp=, **params)`` computes the operation on whole in-memory arrays. The
+    *grid* is the broadcast shape of the array arguments; its leading axes are batch axes, which a
+    chunked executor may split anywhere. The trailing axes are declared by exactly one of:
+
+    * ``halo(params)``: per trailing axis, how many neighbours one output entry reads on each side;
+      the kernel runs on a block extended by them and its outputs are cropped to the block's core.
+      With ``origin`` the kernel gets ``origin=`` (the extended block's start on those axes).
+      Blocks are at least ``minimum`` entries long on them.
+    * ``windows(params)``: per trailing axis ``(size, stride, padding before)`` of strided windows;
+      the kernel gets exactly the input its windows read, with ``widths=`` (its padding per axis)
+      and ``first=`` (the first window's first position in the whole, padded-free array).
+    * ``whole``: that many trailing axes are never split.
+
+    An array argument of size 1 on an axis broadcasts there (a temperature). ``outputs(ndim,
+    params)`` describes the results (one: returned as is; several: a tuple). ``prepare(*arrays,
+    xp=, **params) -> (arrays, params)``, if given, is run by a chunked executor on the whole lazy
+    arrays first (a selection over whole images), so the blocks are independent.
+    """
+
+    kernel: Callable[..., Any]
+    halo: Callable[[dict[str, Any]], tuple[int, ...]] | None = None
+    windows: Callable[[dict[str, Any]], tuple[tuple[int, int, int], ...]] | None = None
+    whole: int = 0
+    origin: bool = False
+    minimum: int = 1
+    outputs: Callable[[int, dict[str, Any]], tuple[Output, ...]] = lambda ndim, params: (Output(),)
+    prepare: Callable[..., tuple[tuple[Any, ...], dict[str, Any]]] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class Hooks:
-    """The kernels an operation may delegate to its array library.
+    """What an operation may delegate to its array library: kernels, capabilities, executor (see the module).
 
-    Every callable takes its arrays positionally, static parameters after them, and the namespace
-    as the keyword ``xp`` where it needs one. See :mod:`subpix_xp.backends._generic` for the
-    reference semantics of each.
+    See :mod:`subpix_xp.backends._generic` for the reference semantics of each.
     """
 
     name: str
+    # Kernels.
     window_max: Callable[..., Any]
     window_min: Callable[..., Any]
     pad: Callable[..., Any]
     expand: Callable[..., Any]
+    separable_filter: Callable[..., Any]
+    softmax: Callable[..., Any]
+    outer: Callable[..., Any]
+    kth_largest: Callable[..., Any]
+    fori_loop: Callable[..., Any]
+    # Capabilities.
     can_inspect: Callable[[Any], bool]
     prefers_static_shapes: Callable[[Any], bool]
     supports_dynamic_shapes: Callable[[Any], bool]
-    separable_filter: Callable[..., Any]
-    blockwise: Callable[..., Any]
     block_elements: Callable[[Any], int]
-    softmax: Callable[..., Any]
-    outer: Callable[..., Any]
-    fori_loop: Callable[..., Any]
+    # Executor.
+    blockwise: Callable[..., Any]
 
 
 GENERIC = Hooks(
@@ -62,13 +126,16 @@ GENERIC = Hooks(
     block_elements=_generic.block_elements,
     softmax=_generic.softmax,
     outer=_generic.outer,
+    kth_largest=_generic.kth_largest,
     fori_loop=_generic.fori_loop,
 )
 
-# What an array *is* (traced, lazy, chunked, on an accelerator) rather than a faster kernel: these
-# stay the backend's own when the generic kernels are forced, so the reference path still runs
-# under ``jax.jit`` and on Dask arrays.
-_CAPABILITIES = ("can_inspect", "prefers_static_shapes", "supports_dynamic_shapes", "blockwise", "block_elements")
+CAPABILITIES = ("can_inspect", "prefers_static_shapes", "supports_dynamic_shapes", "block_elements")
+EXECUTOR = ("blockwise",)
+KERNELS = tuple(f.name for f in dataclasses.fields(Hooks) if f.name not in ("name", *CAPABILITIES, *EXECUTOR))
+# What stays the backend's own when the generic kernels are forced, so the reference path still
+# runs under ``jax.jit`` and on Dask arrays.
+_CAPABILITIES = (*CAPABILITIES, *EXECUTOR)
 
 _ENV_VAR = "SUBPIX_XP_GENERIC_HOOKS"
 _force_generic: contextvars.ContextVar[bool] = contextvars.ContextVar("subpix_xp_force_generic", default=False)
@@ -152,13 +219,13 @@ def use_generic_hooks(enabled: bool = True) -> Iterator[None]:
     variable ``SUBPIX_XP_GENERIC_HOOKS=1`` forces the generic hooks in every call of the process
     that has it (Dask workers included, where it is set), whatever the context says.
 
-    >>> import numpy as np
-    >>> from subpix_xp import nms2d
-    >>> from subpix_xp.backends import use_generic_hooks
-    >>> with use_generic_hooks():
-    ...     mask = nms2d(np.eye(3).reshape(1, 1, 3, 3), (3, 3), mask_only=True)
-    >>> bool(mask[0, 0, 1, 1])
+    >>> import array_api_compat.numpy as xp
+    >>> from subpix_xp.backends import GENERIC, hooks_for, use_generic_hooks
+    >>> hooks_for(xp).pad is GENERIC.pad
     False
+    >>> with use_generic_hooks():
+    ...     hooks_for(xp).pad is GENERIC.pad
+    True
     """
     token = _force_generic.set(enabled)
     try:

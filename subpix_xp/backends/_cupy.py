@@ -16,9 +16,8 @@ and takes NaN whenever the window holds one, exactly as ``maximum`` does. Window
 
 Capabilities: reading a CuPy array's values synchronises with the device (``can_inspect`` False,
 so temperature arrays are not value-checked); the dense, branch-free paths suit the GPU
-(``prefers_static_shapes`` True, so ``AdaptiveQuadInterp3d(mode="auto")`` picks the conv path);
-``nonzero`` works eagerly (``supports_dynamic_shapes`` True, so ``iterative_quad_interp3d`` keeps
-its sparse path).
+(``prefers_static_shapes`` True, so operations that can choose pick their dense paths);
+``nonzero`` works eagerly (``supports_dynamic_shapes`` True, so sparse paths stay available).
 
 The CPU test-suite runs these hooks with NumPy standing in for CuPy, SciPy's ``ndimage`` for
 ``cupyx.scipy.ndimage``, and the kernel source compiled as C++ (see ``tests/test_gpu.py``):

@@ -10,6 +10,8 @@ import functools
 import math
 from typing import Any
 
+from ._helpers import axis_slice, device
+
 Array = Any
 Namespace = Any
 
@@ -32,9 +34,7 @@ def _axis_window_reduce(x: Array, axis: int, k: int, reduce: Any) -> Array:
     out_len = n - k + 1
 
     def take(a: Array, start: int, length: int) -> Array:
-        index = [slice(None)] * a.ndim
-        index[axis] = slice(start, start + length)
-        return a[tuple(index)]
+        return a[axis_slice(a.ndim, axis, start, start + length)]
 
     covered, acc = 1, x
     while covered * 2 <= k:
@@ -70,12 +70,16 @@ def pad(x: Array, widths: tuple[tuple[int, int], ...], value: float | bool, *, x
         for width in (before, after):
             shape = list(x.shape)
             shape[axis] = width
-            parts.append(xp.full(tuple(shape), value, dtype=x.dtype, device=_device(x)))
+            parts.append(xp.full(tuple(shape), value, dtype=x.dtype, device=device(x)))
         if before or after:
             x = xp.concat([parts[0], x, parts[1]], axis=axis)
     return x
 
 
+# Not ``array_api_extra.at(base)[index].set(values)``: that delegates to each library's scatter
+# (NumPy in place, JAX ``.at``, a copy and ``__setitem__`` elsewhere), while this reference must stay
+# scatter-free and differentiable on every standard library; the backends that scatter faster
+# override ``expand`` with their native call.
 def expand(values: Array, index: Array, base: Array, *, xp: Namespace) -> Array:
     """Write ``values`` at the strictly increasing flat positions ``index`` of the 1-D ``base``.
 
@@ -87,7 +91,7 @@ def expand(values: Array, index: Array, base: Array, *, xp: Namespace) -> Array:
     n = index.shape[0]
     if n == 0:
         return base
-    positions = xp.arange(base.shape[0], dtype=index.dtype, device=_device(base))
+    positions = xp.arange(base.shape[0], dtype=index.dtype, device=device(base))
     rank = xp.clip(xp.searchsorted(index, positions), 0, n - 1)
     hit = xp.take(index, rank) == positions
     return xp.where(hit, xp.take(values, rank), base)
@@ -130,13 +134,11 @@ def separable_filter(x: Array, kernel: tuple[float, ...], *, xp: Namespace) -> A
         n = x.shape[axis]
         if n == 0:
             continue
-        index = xp.asarray(reflect_tuple(n, radius, radius), device=_device(x))
+        index = xp.asarray(reflect_tuple(n, radius, radius), device=device(x))
         padded = xp.take(x, index, axis=axis)
 
         def tap(start: int, padded: Array = padded, axis: int = axis, n: int = n) -> Array:
-            where = [slice(None)] * padded.ndim
-            where[axis] = slice(start, start + n)
-            return padded[tuple(where)]
+            return padded[axis_slice(padded.ndim, axis, start, start + n)]
 
         if tuple(kernel) == tuple(reversed(kernel)):
             out = tap(radius) * kernel[radius]
@@ -150,15 +152,20 @@ def separable_filter(x: Array, kernel: tuple[float, ...], *, xp: Namespace) -> A
     return x
 
 
-def blockwise(op: str, kernel: Any, /, *arrays: Array | None, xp: Namespace, **params: Any) -> Any:
-    """Run the validated operation ``op``: here simply ``kernel(*arrays, xp=xp, **params)``.
+def blockwise(func: str, plan: Any, /, *arrays: Array | None, xp: Namespace, **params: Any) -> Any:
+    """Run the validated operation ``func``: here simply ``plan.kernel(*arrays, xp=xp, **params)``.
 
-    ``kernel`` computes the operation on whole in-memory arrays; its keyword parameters include the
-    coordinate origin of the arrays it sees, so it can equally run on one block of a larger array.
-    A chunked backend (Dask) overrides this hook to run ``kernel`` block by block, on each chunk's
-    own array library, with the halo that ``op`` needs (see :mod:`subpix_xp.backends._dask`).
+    ``plan`` is the operation's :class:`~subpix_xp.backends.Blockwise` declaration: its kernel
+    computes the operation on whole in-memory arrays, and the declaration says how it can equally
+    run on one block of a larger array. A chunked backend (Dask) overrides this hook to run the
+    kernel block by block, on each chunk's own array library (see :mod:`subpix_xp.backends._dask`).
     """
-    return kernel(*arrays, xp=xp, **params)
+    return plan.kernel(*arrays, xp=xp, **params)
+
+
+def kth_largest(x: Array, k: int, *, xp: Namespace) -> Array:
+    """The ``k``-th largest value along the last axis (``1 <= k <= x.shape[-1]``), kept as an axis of length 1."""
+    return xp.sort(x, axis=-1, descending=True)[..., k - 1 : k]
 
 
 def softmax(x: Array, axis: int, *, xp: Namespace, normalize: bool = True, flush: float = 0.0) -> Array:
@@ -173,7 +180,7 @@ def softmax(x: Array, axis: int, *, xp: Namespace, normalize: bool = True, flush
     ``normalize=True``), weights at or below ``flush`` are returned as 0; NaN stays NaN.
     """
     floor = math.log(float(xp.finfo(x.dtype).smallest_normal)) + 0.5
-    shifted = xp.maximum(x - xp.max(x, axis=axis, keepdims=True), xp.asarray(floor, dtype=x.dtype, device=_device(x)))
+    shifted = xp.maximum(x - xp.max(x, axis=axis, keepdims=True), xp.asarray(floor, dtype=x.dtype, device=device(x)))
     e = xp.exp(shifted)
     if not normalize:
         return e
@@ -205,8 +212,10 @@ def fori_loop(n: int, body: Any, carry: Any, *, xp: Namespace) -> Any:
 
 
 def can_inspect(x: Array) -> bool:
-    """Whether reading an array's values costs no device synchronisation and no tracing error."""
-    return True
+    """Whether reading an array's values costs no device synchronisation and no tracing error: not lazy."""
+    from array_api_compat import is_lazy_array
+
+    return not is_lazy_array(x)
 
 
 def prefers_static_shapes(x: Array) -> bool:
@@ -215,22 +224,37 @@ def prefers_static_shapes(x: Array) -> bool:
 
 
 def supports_dynamic_shapes(x: Array) -> bool:
-    """Whether data-dependent shapes (``nonzero``) are allowed on this array (not traced, not lazy)."""
-    return True
+    """Whether data-dependent shapes (``nonzero``) are allowed on this array (not traced, not lazy).
+
+    Asks the library's inspection API (``capabilities()["data-dependent shapes"]``, once per array
+    type) and ``array_api_compat.is_lazy_array``.
+    """
+    from array_api_compat import is_lazy_array
+
+    return _data_dependent_shapes(type(x), x) and not is_lazy_array(x)
+
+
+_SHAPES_BY_TYPE: dict[type, bool] = {}
+
+
+def _data_dependent_shapes(kind: type, x: Array) -> bool:
+    known = _SHAPES_BY_TYPE.get(kind)
+    if known is None:
+        from array_api_compat import array_namespace
+
+        info = getattr(array_namespace(x), "__array_namespace_info__", None)
+        known = True if info is None else bool(info().capabilities().get("data-dependent shapes", True))
+        _SHAPES_BY_TYPE[kind] = known
+    return known
 
 
 def block_elements(x: Array) -> int:
     """How many elements the temporaries of one block of work should hold on this array; 0: no blocking.
 
-    Window operations (strict NMS, the windowed soft-argmax, the spatial soft-argmax) split a large
-    array into blocks of about this many elements, with the halo each window needs, and concatenate
+    Window operations split a large array into blocks of about this many elements, with the halo each window needs, and concatenate
     the results: identical values, temporaries that stay in the CPU's cache, and a peak memory that
     no longer grows with the temporaries. Accelerators, tracers and lazy arrays work on whole arrays.
     """
     return 0
 
 
-def _device(x: Array) -> Any:
-    from array_api_compat import device
-
-    return device(x)

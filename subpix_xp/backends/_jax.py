@@ -2,10 +2,10 @@
 
 Under ``jax.jit`` (or ``jax.grad``, ``jax.vmap``) the arrays an operation sees are tracers: their
 values cannot be read (``can_inspect`` is False, so temperature arrays are not value-checked) and no
-shape may depend on them (``supports_dynamic_shapes`` is False, so ``iterative_quad_interp3d`` takes
-the static-shape path). Concrete arrays keep the sparse path. ``prefers_static_shapes`` is True:
-XLA compiles the dense, branch-free path well, so ``AdaptiveQuadInterp3d(mode="auto")`` picks
-``conv_quad_interp3d`` for JAX arrays. ``blockwise`` runs each operation as one compiled program
+shape may depend on them (``supports_dynamic_shapes`` is False, so operations take their
+static-shape paths). Concrete arrays keep the sparse paths. ``prefers_static_shapes`` is True:
+XLA compiles the dense, branch-free paths well, so operations that can choose pick them for JAX
+arrays. ``blockwise`` runs each operation as one compiled program
 from a bounded cache, with its float parameters traced (see :func:`blockwise`).
 """
 
@@ -25,11 +25,15 @@ def _is_tracer(x: Any) -> bool:
     return isinstance(x, jax.core.Tracer)
 
 
-def _lowest(dtype: Any, *, highest: bool = False) -> Any:
-    # A concrete NumPy scalar, so JAX recognises the max/min monoid (and its reverse-mode rule).
+def _identity(dtype: Any, which: str) -> Any:
+    """The identity of the ``which`` (``"max"`` or ``"min"``) reduction: the dtype's lowest or highest value.
+
+    A concrete NumPy scalar, so JAX recognises the max/min monoid (and its reverse-mode rule).
+    """
     import jax.numpy as jnp
     import numpy as np
 
+    highest = which == "min"
     if jnp.issubdtype(dtype, jnp.floating):
         return np.array(np.inf if highest else -np.inf, dtype=dtype)
     info = jnp.iinfo(dtype)
@@ -42,7 +46,7 @@ def _reduce_window(x: Any, window: tuple[int, ...], which: str) -> Any:
     lead = x.ndim - len(window)
     dims = (1,) * lead + tuple(window)
     op = lax.max if which == "max" else lax.min
-    init = _lowest(x.dtype, highest=which == "min")
+    init = _identity(x.dtype, which)
     return lax.reduce_window(x, init, op, dims, (1,) * x.ndim, "VALID")
 
 
@@ -76,16 +80,16 @@ def expand(values: Any, index: Any, base: Any, *, xp: Any) -> Any:
     return base.at[index].set(values, unique_indices=True, indices_are_sorted=True)
 
 
-def blockwise(op: str, kernel: Any, /, *arrays: Any, xp: Any, **params: Any) -> Any:
+def blockwise(func: str, plan: Any, /, *arrays: Any, xp: Any, **params: Any) -> Any:
     """Run the whole operation as one XLA computation (``jax.jit``), from a bounded cache of programs.
 
     Eager calls then cost one compilation per program instead of hundreds of op-by-op dispatches;
-    inside an outer ``jit``/``grad`` the inner ``jit`` is simply inlined. Compiled,
-    ``iterative_quad_interp3d`` takes its static-shape path, which gives the same result.
+    inside an outer ``jit``/``grad`` the inner ``jit`` is simply inlined. Compiled, a kernel takes
+    its static-shape path, which gives the same result.
 
     What is traced and what is baked in: the arrays are traced, and so are the Python floats that
-    only enter arithmetic (temperatures, ``strict_maxima_bonus``, ``max_subpixel_shift``), as weakly
-    typed scalars, so ``spatial_soft_argmax2d(x, 0.5 + 1e-3 * i)`` in a loop compiles once. The
+    only enter arithmetic (temperatures, bonuses, thresholds), as weakly typed scalars, so an
+    operation called with ``temperature=0.5 + 1e-3 * i`` in a loop compiles once. The
     exceptions are 0.0 and 1.0, which stay static because kernels skip work for them (a temperature
     of 1 divides by nothing, a bonus of 0 needs no maxima mask): at most three programs per float.
     Ints, bools, tuples and ``None`` are static (they fix shapes and branches). So is the hook set
@@ -98,6 +102,7 @@ def blockwise(op: str, kernel: Any, /, *arrays: Any, xp: Any, **params: Any) -> 
 
     from . import _generic_forced
 
+    kernel = plan.kernel
     positions = tuple(i for i, a in enumerate(arrays) if isinstance(a, jax.Array) or _traced_float(a))
     fixed = tuple(None if i in positions else a for i, a in enumerate(arrays))
     floats = tuple(sorted(k for k, v in params.items() if _traced_float(v)))

@@ -15,7 +15,10 @@ from . import GENERIC, _generic
 
 def pad(x: Any, widths: tuple[tuple[int, int], ...], value: float | bool, *, xp: Any) -> Any:
     """``np.pad``'s result without its per-call overhead (2-3 times faster on NMS's mask blocks):
-    one uninitialised buffer, the input copied into its centre, and only the padded slabs filled."""
+    one uninitialised buffer, the input copied into its centre, and only the padded slabs filled.
+
+    Not ``array_api_extra.pad``: it calls ``np.pad`` and measured 1.5-3.5 times slower here (11 vs
+    38 us on a 16x16 map, 92 vs 142 us on a 32x128x128 volume)."""
     import numpy as np
 
     lead = x.ndim - len(widths)
@@ -156,7 +159,7 @@ def separable_filter(x: Any, kernel: tuple[float, ...], *, xp: Any) -> Any:
     return out.reshape(x.shape)
 
 
-def blockwise(op: str, kernel: Any, /, *arrays: Any, xp: Any, **params: Any) -> Any:
+def blockwise(func: str, plan: Any, /, *arrays: Any, xp: Any, **params: Any) -> Any:
     """Run the kernel with NumPy's floating-point warnings silenced.
 
     Non-finite inputs give non-finite outputs confined to their windows (``inf - inf`` in a
@@ -166,7 +169,7 @@ def blockwise(op: str, kernel: Any, /, *arrays: Any, xp: Any, **params: Any) -> 
     import numpy as np
 
     with np.errstate(invalid="ignore", divide="ignore", over="ignore", under="ignore"):
-        return kernel(*arrays, xp=xp, **params)
+        return plan.kernel(*arrays, xp=xp, **params)
 
 
 # About 1 MiB of float32 per temporary: a block's few live temporaries stay in the L2/L3 caches.
