@@ -79,8 +79,11 @@ def _worker(args: argparse.Namespace) -> None:
             samples[name].append(1000.0 * (clock() - start))
     found = {name: int(np.sum(np.asarray(detect_blobs(a, 500).valid))) for name, a in arrays.items()}
     found["sift"] = len(sift.detect(image, None))
-    print(json.dumps({"samples": samples, "found": found, "subpix_xp": subpix_xp.__file__,
-                      "shape": list(image.shape)}))
+    print(
+        json.dumps(
+            {"samples": samples, "found": found, "subpix_xp": subpix_xp.__file__, "shape": list(image.shape)}
+        )
+    )
 
 
 def _pyramid_call(array):
@@ -110,8 +113,19 @@ def _run_worker(tree: Path, args: argparse.Namespace) -> dict:
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(args.threads)
     env.pop("SUBPIX_XP_GENERIC_HOOKS", None)
-    cmd = [sys.executable, __file__, "--worker", "--threads", str(args.threads), "--repeats", str(args.repeats),
-           "--image", args.image, "--clock", args.clock]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "--threads",
+        str(args.threads),
+        "--repeats",
+        str(args.repeats),
+        "--image",
+        args.image,
+        "--clock",
+        args.clock,
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False, cwd=tree)
     if proc.returncode != 0:
         raise SystemExit(f"worker for {tree} failed:\n{proc.stderr}")
@@ -120,11 +134,13 @@ def _run_worker(tree: Path, args: argparse.Namespace) -> dict:
 
 def _table(results: dict[str, list[dict]], args: argparse.Namespace) -> str:
     labels = list(results)
-    lines = [f"detect_blobs vs OpenCV SIFT detect: skimage `{args.image}`, {args.threads} thread(s) everywhere, "
-             f"{args.repeats * args.blocks} samples per call and checkout, {args.clock} clock",
-             "",
-             "| call | " + " | ".join(f"{label} ms | x SIFT" for label in labels) + " | target |",
-             "| --- | " + " | ".join("---: | ---:" for _ in labels) + " | --- |"]
+    lines = [
+        f"detect_blobs vs OpenCV SIFT detect: skimage `{args.image}`, {args.threads} thread(s) everywhere, "
+        f"{args.repeats * args.blocks} samples per call and checkout, {args.clock} clock",
+        "",
+        "| call | " + " | ".join(f"{label} ms | x SIFT" for label in labels) + " | target |",
+        "| --- | " + " | ".join("---: | ---:" for _ in labels) + " | --- |",
+    ]
     for call in CALLS:
         cells = []
         for label in labels:
@@ -147,15 +163,25 @@ def _table(results: dict[str, list[dict]], args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--baseline", type=Path, help="a second checkout to time side by side (its repository root)")
-    parser.add_argument("--threads", type=int, default=2, help="threads for torch, OpenCV and BLAS (default 2)")
+    parser.add_argument(
+        "--baseline", type=Path, help="a second checkout to time side by side (its repository root)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=2, help="threads for torch, OpenCV and BLAS (default 2)"
+    )
     parser.add_argument("--repeats", type=int, default=15, help="rounds per worker (default 15)")
     parser.add_argument("--blocks", type=int, default=1, help="workers per checkout, alternating (default 1)")
     parser.add_argument("--image", default="camera", help="a scikit-image photograph (default camera)")
-    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                        help="wall: elapsed time (default); cpu: the process's CPU time, steadier on a busy "
-                             "machine (with --threads 1 it is the single thread's time)")
-    parser.add_argument("--out", type=Path, help="also write the table (Markdown) and the samples (JSON beside it)")
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall: elapsed time (default); cpu: the process's CPU time, steadier on a busy "
+        "machine (with --threads 1 it is the single thread's time)",
+    )
+    parser.add_argument(
+        "--out", type=Path, help="also write the table (Markdown) and the samples (JSON beside it)"
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -173,9 +199,17 @@ def main(argv: list[str] | None = None) -> None:
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.with_suffix(".md").write_text(table + "\n")
-        settings = {"threads": args.threads, "repeats": args.repeats, "blocks": args.blocks, "image": args.image,
-                    "clock": args.clock, "trees": {label: str(tree) for label, tree in trees.items()}}
-        args.out.with_suffix(".json").write_text(json.dumps({"settings": settings, "results": results}, indent=1))
+        settings = {
+            "threads": args.threads,
+            "repeats": args.repeats,
+            "blocks": args.blocks,
+            "image": args.image,
+            "clock": args.clock,
+            "trees": {label: str(tree) for label, tree in trees.items()},
+        }
+        args.out.with_suffix(".json").write_text(
+            json.dumps({"settings": settings, "results": results}, indent=1)
+        )
 
 
 if __name__ == "__main__":

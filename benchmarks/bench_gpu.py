@@ -81,37 +81,76 @@ class Workload:
 
 
 WORKLOADS = (
-    Workload("W1", "spatial_soft_argmax2d (32, 17, 64, 48)", {"x": ("randn", (32, 17, 64, 48), 101)},
-             lambda m, a: m.spatial_soft_argmax2d(a["x"])),
-    Workload("W2a", "conv_soft_argmax2d (20, 16, 50, 32), k (3, 3), s (2, 2), p (1, 1), output_value",
-             {"x": ("randn", (20, 16, 50, 32), 102)},
-             lambda m, a: m.conv_soft_argmax2d(a["x"], (3, 3), (2, 2), (1, 1), output_value=True)),
-    Workload("W2b", "conv_soft_argmax2d (8, 1, 512, 512), defaults, output_value",
-             {"x": ("randn", (8, 1, 512, 512), 103)},
-             lambda m, a: m.conv_soft_argmax2d(a["x"], output_value=True)),
-    Workload("W3", "conv_soft_argmax3d (1, 1, 6, 256, 256), defaults", {"x": ("randn", (1, 1, 6, 256, 256), 104)},
-             lambda m, a: m.conv_soft_argmax3d(a["x"])),
-    Workload("W4a", "nms2d (8, 1, 512, 512), (3, 3), mask_only", {"x": ("randn", (8, 1, 512, 512), 105)},
-             lambda m, a: m.nms2d(a["x"], (3, 3), mask_only=True)),
-    Workload("W4b", "nms2d (8, 1, 512, 512), (5, 5), mask_only", {"x": ("randn", (8, 1, 512, 512), 105)},
-             lambda m, a: m.nms2d(a["x"], (5, 5), mask_only=True)),
-    Workload("W5a", "nms3d (1, 1, 6, 640, 800), (3, 3, 3), mask_only", {"x": ("randn", (1, 1, 6, 640, 800), 106)},
-             lambda m, a: m.nms3d(a["x"], (3, 3, 3), mask_only=True)),
-    Workload("W5b", "nms3d_minmax (1, 1, 6, 640, 800)", {"x": ("randn", (1, 1, 6, 640, 800), 106)},
-             lambda m, a: m.nms3d_minmax(a["x"])),
+    Workload(
+        "W1",
+        "spatial_soft_argmax2d (32, 17, 64, 48)",
+        {"x": ("randn", (32, 17, 64, 48), 101)},
+        lambda m, a: m.spatial_soft_argmax2d(a["x"]),
+    ),
+    Workload(
+        "W2a",
+        "conv_soft_argmax2d (20, 16, 50, 32), k (3, 3), s (2, 2), p (1, 1), output_value",
+        {"x": ("randn", (20, 16, 50, 32), 102)},
+        lambda m, a: m.conv_soft_argmax2d(a["x"], (3, 3), (2, 2), (1, 1), output_value=True),
+    ),
+    Workload(
+        "W2b",
+        "conv_soft_argmax2d (8, 1, 512, 512), defaults, output_value",
+        {"x": ("randn", (8, 1, 512, 512), 103)},
+        lambda m, a: m.conv_soft_argmax2d(a["x"], output_value=True),
+    ),
+    Workload(
+        "W3",
+        "conv_soft_argmax3d (1, 1, 6, 256, 256), defaults",
+        {"x": ("randn", (1, 1, 6, 256, 256), 104)},
+        lambda m, a: m.conv_soft_argmax3d(a["x"]),
+    ),
+    Workload(
+        "W4a",
+        "nms2d (8, 1, 512, 512), (3, 3), mask_only",
+        {"x": ("randn", (8, 1, 512, 512), 105)},
+        lambda m, a: m.nms2d(a["x"], (3, 3), mask_only=True),
+    ),
+    Workload(
+        "W4b",
+        "nms2d (8, 1, 512, 512), (5, 5), mask_only",
+        {"x": ("randn", (8, 1, 512, 512), 105)},
+        lambda m, a: m.nms2d(a["x"], (5, 5), mask_only=True),
+    ),
+    Workload(
+        "W5a",
+        "nms3d (1, 1, 6, 640, 800), (3, 3, 3), mask_only",
+        {"x": ("randn", (1, 1, 6, 640, 800), 106)},
+        lambda m, a: m.nms3d(a["x"], (3, 3, 3), mask_only=True),
+    ),
+    Workload(
+        "W5b",
+        "nms3d_minmax (1, 1, 6, 640, 800)",
+        {"x": ("randn", (1, 1, 6, 640, 800), 106)},
+        lambda m, a: m.nms3d_minmax(a["x"]),
+    ),
     # kornia 0.9.0 ignores strict_maxima_bonus (and warns when given one): it runs its defaults, ours
     # runs with a bonus of 0, so both compute the same thing.
-    Workload("W6a", "conv_quad_interp3d, DoG octave (1, 1, 6, 480, 640), strict_maxima_bonus=0",
-             {"x": ("dog", (1, 1, 6, 480, 640))},
-             lambda m, a: m.conv_quad_interp3d(a["x"], strict_maxima_bonus=0.0),
-             lambda m, a: m.conv_quad_interp3d(a["x"])),
-    Workload("W6b", "iterative_quad_interp3d, DoG octave (1, 1, 6, 480, 640), strict_maxima_bonus=0",
-             {"x": ("dog", (1, 1, 6, 480, 640))},
-             lambda m, a: m.iterative_quad_interp3d(a["x"], strict_maxima_bonus=0.0),
-             lambda m, a: m.iterative_quad_interp3d(a["x"])),
-    Workload("W7", "render_gaussian2d, mean (32, 17, 2), std 0.1, size (64, 48)",
-             {"mean": ("gauss_mean", (32, 17, 2)), "std": ("full", (32, 17, 2), 0.1)},
-             lambda m, a: m.render_gaussian2d(a["mean"], a["std"], (64, 48))),
+    Workload(
+        "W6a",
+        "conv_quad_interp3d, DoG octave (1, 1, 6, 480, 640), strict_maxima_bonus=0",
+        {"x": ("dog", (1, 1, 6, 480, 640))},
+        lambda m, a: m.conv_quad_interp3d(a["x"], strict_maxima_bonus=0.0),
+        lambda m, a: m.conv_quad_interp3d(a["x"]),
+    ),
+    Workload(
+        "W6b",
+        "iterative_quad_interp3d, DoG octave (1, 1, 6, 480, 640), strict_maxima_bonus=0",
+        {"x": ("dog", (1, 1, 6, 480, 640))},
+        lambda m, a: m.iterative_quad_interp3d(a["x"], strict_maxima_bonus=0.0),
+        lambda m, a: m.iterative_quad_interp3d(a["x"]),
+    ),
+    Workload(
+        "W7",
+        "render_gaussian2d, mean (32, 17, 2), std 0.1, size (64, 48)",
+        {"mean": ("gauss_mean", (32, 17, 2)), "std": ("full", (32, 17, 2), 0.1)},
+        lambda m, a: m.render_gaussian2d(a["mean"], a["std"], (64, 48)),
+    ),
 )
 BY_KEY = {w.key: w for w in WORKLOADS}
 
@@ -235,7 +274,9 @@ def preflight(impls: tuple[str, ...], index: int, smoke: bool) -> Device:
             import kornia.geometry.subpix
 
             if kornia.__version__ != KORNIA_VERSION:
-                problems.append(f"kornia {kornia.__version__} is installed; the baseline is kornia=={KORNIA_VERSION}")
+                problems.append(
+                    f"kornia {kornia.__version__} is installed; the baseline is kornia=={KORNIA_VERSION}"
+                )
             kornia = kornia.geometry.subpix
         except ImportError as exc:
             problems.append(f"kornia is not installed ({exc}); pip install kornia=={KORNIA_VERSION}")
@@ -247,7 +288,9 @@ def preflight(impls: tuple[str, ...], index: int, smoke: bool) -> Device:
     return Device(smoke, index, torch, cupy, kornia)
 
 
-def implementations(w: Workload, dev: Device, impls: tuple[str, ...], small: bool) -> dict[str, Callable[[], Any]]:
+def implementations(
+    w: Workload, dev: Device, impls: tuple[str, ...], small: bool
+) -> dict[str, Callable[[], Any]]:
     """The zero-argument calls of one workload, keyed by implementation."""
     import subpix_xp
 
@@ -329,7 +372,9 @@ def _quantile(xs: list[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
-def run_workload(w: Workload, dev: Device, impls: tuple[str, ...], args: argparse.Namespace) -> dict[str, Any]:
+def run_workload(
+    w: Workload, dev: Device, impls: tuple[str, ...], args: argparse.Namespace
+) -> dict[str, Any]:
     small = args.cpu_smoke
     entry: dict[str, Any] = {
         "title": w.title,
@@ -396,7 +441,9 @@ def machine(dev: Device) -> dict[str, Any]:
         "platform": platform.platform(),
         "packages": {n: _version(n) for n in ("subpix-xp", "numpy", "array-api-compat", "torch", "kornia")},
     }
-    cupy_name = next((n for n in ("cupy", "cupy-cuda12x", "cupy-cuda11x", "cupy-cuda13x") if _version(n)), None)
+    cupy_name = next(
+        (n for n in ("cupy", "cupy-cuda12x", "cupy-cuda11x", "cupy-cuda13x") if _version(n)), None
+    )
     info["packages"]["cupy"] = _version(cupy_name) if cupy_name else None
     if dev.smoke:
         info["device"] = "cpu (--cpu-smoke: torch CPU and NumPy stand in for torch CUDA and CuPy)"
@@ -458,11 +505,17 @@ def markdown(result: dict[str, Any]) -> str:
         "implementation; CUDA-synchronised wall time per call, median (25th-75th percentile), in ms. "
         "Ratios: ours / kornia, median of the per-round ratios (below 1: faster than kornia).",
         "",
-        "| key | workload | " + " | ".join(LABELS[i] for i in impls)
-        + "".join(f" | {LABELS[i].split(' (')[1].rstrip(')')} / kornia" for i in ("ours_torch", "ours_cupy")
-                  if i in impls and "kornia" in impls) + " |",
-        "| --- | --- |" + " ---: |" * (len(impls) + sum(1 for i in ("ours_torch", "ours_cupy")
-                                                         if i in impls and "kornia" in impls)),
+        "| key | workload | "
+        + " | ".join(LABELS[i] for i in impls)
+        + "".join(
+            f" | {LABELS[i].split(' (')[1].rstrip(')')} / kornia"
+            for i in ("ours_torch", "ours_cupy")
+            if i in impls and "kornia" in impls
+        )
+        + " |",
+        "| --- | --- |"
+        + " ---: |"
+        * (len(impls) + sum(1 for i in ("ours_torch", "ours_cupy") if i in impls and "kornia" in impls)),
     ]
     for key, e in result["workloads"].items():
         row = [key, e["title"]] + [_cell(e, i) for i in impls]
@@ -471,9 +524,15 @@ def markdown(result: dict[str, Any]) -> str:
                 r = e.get("ratio_vs_kornia", {}).get(i)
                 row.append(f"{r:.2f}" if r is not None else "")
         lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "## Agreement of the timed calls", "",
-              "Largest absolute difference per output (masks: differing entries).", "",
-              "| key | comparison | per output |", "| --- | --- | --- |"]
+    lines += [
+        "",
+        "## Agreement of the timed calls",
+        "",
+        "Largest absolute difference per output (masks: differing entries).",
+        "",
+        "| key | comparison | per output |",
+        "| --- | --- | --- |",
+    ]
     for key, e in result["workloads"].items():
         for name, diff in e.get("agreement", {}).items():
             lines.append(f"| {key} | {name.replace('_', ' ')} | {_agreement_text(diff)} |")
@@ -485,42 +544,64 @@ def markdown(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=None,
-                   help="JSON path (default: benchmarks/results/gpu_<device>.json); the .md goes beside it")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="JSON path (default: benchmarks/results/gpu_<device>.json); the .md goes beside it",
+    )
     p.add_argument("--device", type=int, default=0, help="CUDA device index")
     p.add_argument("--only", default="", help="comma-separated workload keys (default: all of W1..W7)")
     p.add_argument("--impls", default=",".join(IMPLS), help=f"comma-separated subset of {','.join(IMPLS)}")
     p.add_argument("--rounds", type=int, default=15)
-    p.add_argument("--target-ms", type=float, default=50.0, help="time per sample (calls are repeated to fill it)")
+    p.add_argument(
+        "--target-ms", type=float, default=50.0, help="time per sample (calls are repeated to fill it)"
+    )
     p.add_argument("--warmup-s", type=float, default=0.5)
-    p.add_argument("--cpu-smoke", action="store_true",
-                   help="check the script without a GPU: torch CPU and NumPy stand in, small inputs; needs --out")
+    p.add_argument(
+        "--cpu-smoke",
+        action="store_true",
+        help="check the script without a GPU: torch CPU and NumPy stand in, small inputs; needs --out",
+    )
     args = p.parse_args(argv)
     impls = tuple(i.strip() for i in args.impls.split(",") if i.strip())
     unknown = [i for i in impls if i not in IMPLS]
     keys = [k.strip() for k in args.only.split(",") if k.strip()] or list(BY_KEY)
     missing = [k for k in keys if k not in BY_KEY]
     if unknown or missing:
-        p.error(f"unknown implementation(s) {unknown} or workload(s) {missing}; "
-                f"known: {', '.join(IMPLS)} / {', '.join(BY_KEY)}")
+        p.error(
+            f"unknown implementation(s) {unknown} or workload(s) {missing}; "
+            f"known: {', '.join(IMPLS)} / {', '.join(BY_KEY)}"
+        )
     if args.cpu_smoke and args.out is None:
         p.error("--cpu-smoke needs --out (its numbers must not land in benchmarks/results/)")
     try:
         dev = preflight(impls, args.device, args.cpu_smoke)
     except Unavailable as exc:
-        print(f"bench_gpu: cannot run: {exc}.\nThis benchmark needs an NVIDIA GPU with CUDA PyTorch, CuPy and "
-              f"kornia=={KORNIA_VERSION} (see docs/gpu.md); --cpu-smoke checks the script on CPU.", file=sys.stderr)
+        print(
+            f"bench_gpu: cannot run: {exc}.\nThis benchmark needs an NVIDIA GPU with CUDA PyTorch, CuPy and "
+            f"kornia=={KORNIA_VERSION} (see docs/gpu.md); --cpu-smoke checks the script on CPU.",
+            file=sys.stderr,
+        )
         return EXIT_UNAVAILABLE
     info = machine(dev)
     out = args.out or Path("benchmarks/results") / f"gpu_{slug(info['device'])}.json"
-    print(f"bench_gpu: {info['device']}; workloads {', '.join(keys)}; implementations {', '.join(impls)}",
-          file=sys.stderr)
+    print(
+        f"bench_gpu: {info['device']}; workloads {', '.join(keys)}; implementations {', '.join(impls)}",
+        file=sys.stderr,
+    )
     result: dict[str, Any] = {
         "schema": 1,
         "machine": info,
-        "settings": {"argv": list(sys.argv[1:] if argv is None else argv), "impls": list(impls),
-                     "rounds": args.rounds, "target_ms": args.target_ms, "warmup_s": args.warmup_s,
-                     "cpu_smoke": args.cpu_smoke, "dtype": "float32"},
+        "settings": {
+            "argv": list(sys.argv[1:] if argv is None else argv),
+            "impls": list(impls),
+            "rounds": args.rounds,
+            "target_ms": args.target_ms,
+            "warmup_s": args.warmup_s,
+            "cpu_smoke": args.cpu_smoke,
+            "dtype": "float32",
+        },
         "workloads": {},
     }
     started = time.perf_counter()
@@ -528,8 +609,12 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         result["workloads"][key] = run_workload(BY_KEY[key], dev, impls, args)
         med = result["workloads"][key].get("median_ms", {})
-        print(f"  {key}: " + ", ".join(f"{i} {v:.3g} ms" for i, v in med.items())
-              + f"  [{time.perf_counter() - t0:.0f} s]", file=sys.stderr)
+        print(
+            f"  {key}: "
+            + ", ".join(f"{i} {v:.3g} ms" for i, v in med.items())
+            + f"  [{time.perf_counter() - t0:.0f} s]",
+            file=sys.stderr,
+        )
     result["seconds"] = time.perf_counter() - started
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")

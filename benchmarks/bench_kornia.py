@@ -56,6 +56,8 @@ _STEADY_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOL
 
 def _threads() -> int:
     return int(os.environ.get("SUBPIX_BENCH_THREADS", THREADS))
+
+
 IMPLS = ("copy", "kornia", "ours_numpy", "ours_torch")
 LABELS = {
     "copy": "copy (torch clone)",
@@ -82,7 +84,9 @@ def _dog_source() -> tuple[np.ndarray, str]:
 
         gray = rgb2gray(data.astronaut())
         big = transform.resize(gray, (640, 640), order=1, anti_aliasing=True)
-        return big[80:560].astype(np.float64), "scikit-image data.astronaut (gray, resized to 640x640, rows 80:560)"
+        return big[80:560].astype(
+            np.float64
+        ), "scikit-image data.astronaut (gray, resized to 640x640, rows 80:560)"
     except Exception:  # pragma: no cover - depends on what is installed
         rng = np.random.default_rng(7)
         yy, xx = np.mgrid[0:480, 0:640].astype(np.float64)
@@ -91,7 +95,10 @@ def _dog_source() -> tuple[np.ndarray, str]:
             cy, cx = rng.uniform(0, 480), rng.uniform(0, 640)
             s, a = rng.uniform(1.5, 12.0), rng.uniform(-0.5, 0.5)
             img += a * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s * s))
-        return img, "synthetic smooth scene (400 seeded Gaussian blobs on a grating; scikit-image not installed)"
+        return (
+            img,
+            "synthetic smooth scene (400 seeded Gaussian blobs on a grating; scikit-image not installed)",
+        )
 
 
 def dog_octave() -> tuple[np.ndarray, str]:
@@ -159,34 +166,95 @@ def _dog_inputs() -> dict[str, np.ndarray]:
 
 
 WORKLOADS = [
-    Workload("W1", "spatial_soft_argmax2d (32,17,64,48)", _x((32, 17, 64, 48), 1),
-             lambda S, a: S.spatial_soft_argmax2d(a["x"]), lambda K, a: K.spatial_soft_argmax2d(a["x"]), 1.4),
-    Workload("W2a", "conv_soft_argmax2d (20,16,50,32) k3 s2 p1 value", _x((20, 16, 50, 32), 2),
-             lambda S, a: S.conv_soft_argmax2d(a["x"], (3, 3), (2, 2), (1, 1), output_value=True),
-             lambda K, a: K.conv_soft_argmax2d(a["x"], (3, 3), (2, 2), (1, 1), output_value=True), 6.8),
-    Workload("W2b", "conv_soft_argmax2d (8,1,512,512) defaults value", _x((8, 1, 512, 512), 3),
-             lambda S, a: S.conv_soft_argmax2d(a["x"], output_value=True),
-             lambda K, a: K.conv_soft_argmax2d(a["x"], output_value=True), 150.0),
-    Workload("W3", "conv_soft_argmax3d (1,1,6,256,256) defaults", _x((1, 1, 6, 256, 256), 4),
-             lambda S, a: S.conv_soft_argmax3d(a["x"]), lambda K, a: K.conv_soft_argmax3d(a["x"]), 113.0),
-    Workload("W4a", "nms2d (8,1,512,512) (3,3) mask_only", _x((8, 1, 512, 512), 5),
-             lambda S, a: S.nms2d(a["x"], (3, 3), True), lambda K, a: K.nms2d(a["x"], (3, 3), True), 4.5),
-    Workload("W4b", "nms2d (8,1,512,512) (5,5) mask_only", _x((8, 1, 512, 512), 5),
-             lambda S, a: S.nms2d(a["x"], (5, 5), True), lambda K, a: K.nms2d(a["x"], (5, 5), True), 13.0),
-    Workload("W5a", "nms3d (1,1,6,640,800) (3,3,3) mask_only", _x((1, 1, 6, 640, 800), 6),
-             lambda S, a: S.nms3d(a["x"], (3, 3, 3), True), lambda K, a: K.nms3d(a["x"], (3, 3, 3), True), 15.0),
-    Workload("W5b", "nms3d_minmax (1,1,6,640,800)", _x((1, 1, 6, 640, 800), 6),
-             lambda S, a: S.nms3d_minmax(a["x"]), lambda K, a: K.nms3d_minmax(a["x"]), 32.0),
-    Workload("W6a", "conv_quad_interp3d DoG (1,1,6,480,640) bonus 0", _dog_inputs,
-             lambda S, a: S.conv_quad_interp3d(a["x"], strict_maxima_bonus=0.0),
-             lambda K, a: K.conv_quad_interp3d(a["x"]), 15.0),
-    Workload("W6b", "iterative_quad_interp3d DoG (1,1,6,480,640) bonus 0", _dog_inputs,
-             lambda S, a: S.iterative_quad_interp3d(a["x"], strict_maxima_bonus=0.0),
-             lambda K, a: K.iterative_quad_interp3d(a["x"]), 14.0),
-    Workload("W7", "render_gaussian2d (32,17,2) std 0.1 size (64,48)", _gauss_inputs,
-             lambda S, a: S.render_gaussian2d(a["mean"], a["std"], (64, 48)),
-             lambda K, a: K.render_gaussian2d(a["mean"], a["std"], (64, 48)), 0.19,
-             ("NumPy's outer product of the two per-axis weight arrays alone (np.einsum)", _gauss_outer_floor)),
+    Workload(
+        "W1",
+        "spatial_soft_argmax2d (32,17,64,48)",
+        _x((32, 17, 64, 48), 1),
+        lambda S, a: S.spatial_soft_argmax2d(a["x"]),
+        lambda K, a: K.spatial_soft_argmax2d(a["x"]),
+        1.4,
+    ),
+    Workload(
+        "W2a",
+        "conv_soft_argmax2d (20,16,50,32) k3 s2 p1 value",
+        _x((20, 16, 50, 32), 2),
+        lambda S, a: S.conv_soft_argmax2d(a["x"], (3, 3), (2, 2), (1, 1), output_value=True),
+        lambda K, a: K.conv_soft_argmax2d(a["x"], (3, 3), (2, 2), (1, 1), output_value=True),
+        6.8,
+    ),
+    Workload(
+        "W2b",
+        "conv_soft_argmax2d (8,1,512,512) defaults value",
+        _x((8, 1, 512, 512), 3),
+        lambda S, a: S.conv_soft_argmax2d(a["x"], output_value=True),
+        lambda K, a: K.conv_soft_argmax2d(a["x"], output_value=True),
+        150.0,
+    ),
+    Workload(
+        "W3",
+        "conv_soft_argmax3d (1,1,6,256,256) defaults",
+        _x((1, 1, 6, 256, 256), 4),
+        lambda S, a: S.conv_soft_argmax3d(a["x"]),
+        lambda K, a: K.conv_soft_argmax3d(a["x"]),
+        113.0,
+    ),
+    Workload(
+        "W4a",
+        "nms2d (8,1,512,512) (3,3) mask_only",
+        _x((8, 1, 512, 512), 5),
+        lambda S, a: S.nms2d(a["x"], (3, 3), True),
+        lambda K, a: K.nms2d(a["x"], (3, 3), True),
+        4.5,
+    ),
+    Workload(
+        "W4b",
+        "nms2d (8,1,512,512) (5,5) mask_only",
+        _x((8, 1, 512, 512), 5),
+        lambda S, a: S.nms2d(a["x"], (5, 5), True),
+        lambda K, a: K.nms2d(a["x"], (5, 5), True),
+        13.0,
+    ),
+    Workload(
+        "W5a",
+        "nms3d (1,1,6,640,800) (3,3,3) mask_only",
+        _x((1, 1, 6, 640, 800), 6),
+        lambda S, a: S.nms3d(a["x"], (3, 3, 3), True),
+        lambda K, a: K.nms3d(a["x"], (3, 3, 3), True),
+        15.0,
+    ),
+    Workload(
+        "W5b",
+        "nms3d_minmax (1,1,6,640,800)",
+        _x((1, 1, 6, 640, 800), 6),
+        lambda S, a: S.nms3d_minmax(a["x"]),
+        lambda K, a: K.nms3d_minmax(a["x"]),
+        32.0,
+    ),
+    Workload(
+        "W6a",
+        "conv_quad_interp3d DoG (1,1,6,480,640) bonus 0",
+        _dog_inputs,
+        lambda S, a: S.conv_quad_interp3d(a["x"], strict_maxima_bonus=0.0),
+        lambda K, a: K.conv_quad_interp3d(a["x"]),
+        15.0,
+    ),
+    Workload(
+        "W6b",
+        "iterative_quad_interp3d DoG (1,1,6,480,640) bonus 0",
+        _dog_inputs,
+        lambda S, a: S.iterative_quad_interp3d(a["x"], strict_maxima_bonus=0.0),
+        lambda K, a: K.iterative_quad_interp3d(a["x"]),
+        14.0,
+    ),
+    Workload(
+        "W7",
+        "render_gaussian2d (32,17,2) std 0.1 size (64,48)",
+        _gauss_inputs,
+        lambda S, a: S.render_gaussian2d(a["mean"], a["std"], (64, 48)),
+        lambda K, a: K.render_gaussian2d(a["mean"], a["std"], (64, 48)),
+        0.19,
+        ("NumPy's outer product of the two per-axis weight arrays alone (np.einsum)", _gauss_outer_floor),
+    ),
 ]
 BY_KEY = {w.key: w for w in WORKLOADS}
 
@@ -270,8 +338,15 @@ def _others_load(before: tuple[int, int], after: tuple[int, int], seconds: float
     return max(0.0, others / ticks / max(seconds, 1e-9))
 
 
-def time_workload(w: Workload, rounds: int, target: float, warmup_s: float, quiet: float = 0.25,
-                  max_rounds: int | None = None, patience_s: float = 180.0) -> dict[str, Any]:
+def time_workload(
+    w: Workload,
+    rounds: int,
+    target: float,
+    warmup_s: float,
+    quiet: float = 0.25,
+    max_rounds: int | None = None,
+    patience_s: float = 180.0,
+) -> dict[str, Any]:
     """Interleaved rounds; a round during which other processes used more than ``quiet`` of a core
     is contended (2-thread torch timings then measure the scheduler, not the code). Rounds go on
     until ``rounds`` quiet ones are in (at most ``max_rounds`` rounds or ``patience_s`` seconds,
@@ -300,8 +375,14 @@ def time_workload(w: Workload, rounds: int, target: float, warmup_s: float, quie
     if len(keep) < 5:
         keep, source = list(range(len(load))), "all rounds (too few quiet ones)"
     out: dict[str, Any] = {
-        "title": w.title, "issue_kornia_ms": w.kornia_ms, "rounds": len(load), "rounds_used": len(keep),
-        "statistics_from": source, "quiet_threshold_cores": quiet, "others_load_per_round": load, "impls": {},
+        "title": w.title,
+        "issue_kornia_ms": w.kornia_ms,
+        "rounds": len(load),
+        "rounds_used": len(keep),
+        "statistics_from": source,
+        "quiet_threshold_cores": quiet,
+        "others_load_per_round": load,
+        "impls": {},
     }
     for name in impls:
         s = [samples[name][i] for i in keep]
@@ -361,22 +442,32 @@ def memory_probe(key: str, impl: str) -> dict[str, Any]:
 
 
 def measure_memory(keys: list[str]) -> dict[str, dict[str, Any]]:
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0",
-               OMP_NUM_THREADS=str(_threads()))
+    env = dict(
+        os.environ,
+        MALLOC_MMAP_THRESHOLD_="65536",
+        MALLOC_TRIM_THRESHOLD_="0",
+        OMP_NUM_THREADS=str(_threads()),
+    )
     out: dict[str, dict[str, Any]] = {}
     for key in keys:
         out[key] = {}
         for impl in IMPLS:
             proc = subprocess.run(
                 [sys.executable, __file__, "--_memory-probe", key, impl],
-                env=env, capture_output=True, text=True, check=False,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if proc.returncode != 0:
                 out[key][impl] = {"error": proc.stderr.strip().splitlines()[-1:]}
                 continue
             out[key][impl] = json.loads(proc.stdout.strip().splitlines()[-1])
-        print(f"  memory {key}: " + ", ".join(
-            f"{i}={out[key][i].get('rss_peak_mib', float('nan')):.1f}" for i in IMPLS), flush=True)
+        print(
+            f"  memory {key}: "
+            + ", ".join(f"{i}={out[key][i].get('rss_peak_mib', float('nan')):.1f}" for i in IMPLS),
+            flush=True,
+        )
     return out
 
 
@@ -419,8 +510,11 @@ def _bare_numpy() -> dict[str, Callable[[np.ndarray], Any]]:
         coords = np.stack([cx * (2 / (w - 1)) - 1, cy * (2 / (h - 1)) - 1], 2)
         return coords, (wt * val).sum(-1)
 
-    return {"spatial_soft_argmax2d": spatial_soft_argmax2d, "nms2d": nms2d,
-            "conv_soft_argmax2d": conv_soft_argmax2d}
+    return {
+        "spatial_soft_argmax2d": spatial_soft_argmax2d,
+        "nms2d": nms2d,
+        "conv_soft_argmax2d": conv_soft_argmax2d,
+    }
 
 
 def _bare_torch() -> dict[str, Callable[[Any], Any]]:
@@ -448,14 +542,21 @@ def _bare_torch() -> dict[str, Callable[[Any], Any]]:
         flat = x.reshape(b * c, 1, h, w)
         logits = F.unfold(F.pad(flat, [1, 1, 1, 1], value=float("-inf")), 3)
         wt = torch.softmax(logits, 1)
-        offs = torch.stack(torch.meshgrid(torch.arange(3.0) - 1, torch.arange(3.0) - 1, indexing="xy")).reshape(2, 9)
-        grid = torch.stack(torch.meshgrid(torch.arange(float(w)), torch.arange(float(h)), indexing="xy")).reshape(2, -1)
+        offs = torch.stack(
+            torch.meshgrid(torch.arange(3.0) - 1, torch.arange(3.0) - 1, indexing="xy")
+        ).reshape(2, 9)
+        grid = torch.stack(
+            torch.meshgrid(torch.arange(float(w)), torch.arange(float(h)), indexing="xy")
+        ).reshape(2, -1)
         coords = (offs @ wt + grid) * torch.tensor([[2 / (w - 1)], [2 / (h - 1)]]) - 1
         vals = (wt * F.unfold(F.pad(flat, [1, 1, 1, 1]), 3)).sum(1)
         return coords.reshape(b, c, 2, h, w), vals.reshape(b, c, h, w)
 
-    return {"spatial_soft_argmax2d": spatial_soft_argmax2d, "nms2d": nms2d,
-            "conv_soft_argmax2d": conv_soft_argmax2d}
+    return {
+        "spatial_soft_argmax2d": spatial_soft_argmax2d,
+        "nms2d": nms2d,
+        "conv_soft_argmax2d": conv_soft_argmax2d,
+    }
 
 
 def _kernels() -> dict[str, Callable[[Any], Any]] | None:
@@ -485,8 +586,18 @@ def _kernels() -> dict[str, Callable[[Any], Any]] | None:
         "spatial_soft_argmax2d": lambda a: _spatial._soft_argmax_kernel(a, 1.0, normalized=True, xp=xp_of(a)),
         "nms2d": lambda a: _nms._nms_kernel(a, window=(3, 3), mask_only=True, xp=xp_of(a)),
         "conv_soft_argmax2d": lambda a: _conv_soft_argmax._conv_kernel(
-            a, 1.0, window=(3, 3), strides=(1, 1), widths=((1, 1), (1, 1)), first=(-1, -1),
-            sizes=tuple(a.shape[2:]), normalized=True, output_value=True, bonus=0.0, xp=xp_of(a)),
+            a,
+            1.0,
+            window=(3, 3),
+            strides=(1, 1),
+            widths=((1, 1), (1, 1)),
+            first=(-1, -1),
+            sizes=tuple(a.shape[2:]),
+            normalized=True,
+            output_value=True,
+            bonus=0.0,
+            xp=xp_of(a),
+        ),
     }
 
 
@@ -541,9 +652,11 @@ def measure_overhead(rounds: int) -> dict[str, Any]:
             "median_us": med,
             "reference": ref,
             "overhead_numpy_us": statistics.median(
-                1e6 * (a - b) for a, b in zip(samples["ours_numpy"], samples[f"{ref}_numpy"])),
+                1e6 * (a - b) for a, b in zip(samples["ours_numpy"], samples[f"{ref}_numpy"])
+            ),
             "overhead_torch_us": statistics.median(
-                1e6 * (a - b) for a, b in zip(samples["ours_torch"], samples[f"{ref}_torch"])),
+                1e6 * (a - b) for a, b in zip(samples["ours_torch"], samples[f"{ref}_torch"])
+            ),
         }
         print(f"  overhead {name}: " + ", ".join(f"{k}={v:.1f}us" for k, v in med.items()), flush=True)
     return out
@@ -570,10 +683,16 @@ def machine() -> dict[str, Any]:
         pass
     root = Path(__file__).resolve().parent.parent
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=root, check=False).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "subpix_xp"], capture_output=True, text=True,
-                               cwd=root, check=False).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=root, check=False
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "subpix_xp"],
+            capture_output=True,
+            text=True,
+            cwd=root,
+            check=False,
+        ).stdout.strip()
         commit += "+dirty" if dirty else ""
     except OSError:
         commit = "unknown"
@@ -637,7 +756,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"Rounds: {result['settings']['rounds']} quiet interleaved rounds per workload (a round is quiet when other "
         f"processes used at most {result['settings']['quiet']} of a core during it; *rounds used* = quiet/total); "
         "medians per call in ms (25th-75th percentile); ratio = median of per-round ours/kornia. DoG input: "
-        + result["dog_source"] + ".",
+        + result["dog_source"]
+        + ".",
         "",
         "| workload | copy | kornia | ours NumPy | ours torch | NumPy / kornia | torch / kornia | rounds used |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -672,8 +792,10 @@ def markdown(result: dict[str, Any]) -> str:
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for key, mm in result["memory"].items():
+
             def g(impl: str, field: str = "rss_peak_mib", mm: dict[str, Any] = mm) -> float:
                 return float(mm.get(impl, {}).get(field, float("nan")))
+
             ref = g("kornia")
             lines.append(
                 f"| {key} | {g('copy'):.1f} | {ref:.1f} | {g('ours_numpy'):.1f} | {g('ours_numpy', 'tracemalloc_peak_mib'):.1f} | "
@@ -701,15 +823,25 @@ def markdown(result: dict[str, Any]) -> str:
             )
         lines.append("")
     lines += ["Targets:", ""]
-    lines.append(f"- torch <= 1.0x kornia on every workload: {'yes' if t['torch_all_le_1'] else 'no'} "
-                 f"(max {t['torch_max_ratio']:.2f}{'; over: ' + str({k: round(v, 2) for k, v in t['torch_over_limit'].items()}) if t['torch_over_limit'] else ''})")
-    lines.append(f"- torch geometric mean <= 0.5: {'yes' if t['torch_geomean_le_0_5'] else 'no'} ({t['torch_geomean']:.2f})")
-    lines.append(f"- NumPy <= 1.0x kornia (W1, W7 <= 1.5x): {'yes' if t['numpy_all_ok'] else 'no'}"
-                 f"{' (over: ' + str({k: round(v, 2) for k, v in t['numpy_over_limit'].items()}) + ')' if t['numpy_over_limit'] else ''}")
+    lines.append(
+        f"- torch <= 1.0x kornia on every workload: {'yes' if t['torch_all_le_1'] else 'no'} "
+        f"(max {t['torch_max_ratio']:.2f}{'; over: ' + str({k: round(v, 2) for k, v in t['torch_over_limit'].items()}) if t['torch_over_limit'] else ''})"
+    )
+    lines.append(
+        f"- torch geometric mean <= 0.5: {'yes' if t['torch_geomean_le_0_5'] else 'no'} ({t['torch_geomean']:.2f})"
+    )
+    lines.append(
+        f"- NumPy <= 1.0x kornia (W1, W7 <= 1.5x): {'yes' if t['numpy_all_ok'] else 'no'}"
+        f"{' (over: ' + str({k: round(v, 2) for k, v in t['numpy_over_limit'].items()}) + ')' if t['numpy_over_limit'] else ''}"
+    )
     if "overhead_max_us" in t:
-        lines.append(f"- overhead <= 50 µs per small call: {'yes' if t['overhead_le_50us'] else 'no'} (max {t['overhead_max_us']:.1f} µs)")
+        lines.append(
+            f"- overhead <= 50 µs per small call: {'yes' if t['overhead_le_50us'] else 'no'} (max {t['overhead_max_us']:.1f} µs)"
+        )
     if "memory_max_ratio" in t:
-        lines.append(f"- peak memory <= 1.5x kornia: {'yes' if t['memory_all_le_1_5'] else 'no'} (max {t['memory_max_ratio']:.2f})")
+        lines.append(
+            f"- peak memory <= 1.5x kornia: {'yes' if t['memory_all_le_1_5'] else 'no'} (max {t['memory_max_ratio']:.2f})"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -717,50 +849,79 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/cpu.json"))
     p.add_argument("--rounds", type=int, default=15)
-    p.add_argument("--target-ms", type=float, default=30.0, help="time per sample (calls are repeated to fill it)")
+    p.add_argument(
+        "--target-ms", type=float, default=30.0, help="time per sample (calls are repeated to fill it)"
+    )
     p.add_argument("--warmup-s", type=float, default=0.3)
     p.add_argument("--only", default="", help="comma-separated workload keys (default: all)")
     p.add_argument("--threads", type=int, default=THREADS, help="torch intra-op threads (the issue fixes 2)")
-    p.add_argument("--quiet", type=float, default=0.25,
-                   help="a round is quiet when other processes used at most this many cores during it")
-    p.add_argument("--max-rounds", type=int, default=None, help="stop waiting for quiet rounds here (10 x --rounds)")
-    p.add_argument("--patience", type=float, default=180.0, help="seconds per workload to wait for quiet rounds")
+    p.add_argument(
+        "--quiet",
+        type=float,
+        default=0.25,
+        help="a round is quiet when other processes used at most this many cores during it",
+    )
+    p.add_argument(
+        "--max-rounds", type=int, default=None, help="stop waiting for quiet rounds here (10 x --rounds)"
+    )
+    p.add_argument(
+        "--patience", type=float, default=180.0, help="seconds per workload to wait for quiet rounds"
+    )
     p.add_argument("--no-memory", action="store_true")
     p.add_argument("--no-overhead", action="store_true")
     p.add_argument("--_memory-probe", nargs=2, metavar=("KEY", "IMPL"), help=argparse.SUPPRESS)
-    p.add_argument("--default-malloc", action="store_true",
-                   help="time with glibc's adaptive malloc settings instead of the steady ones (see README)")
+    p.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help="time with glibc's adaptive malloc settings instead of the steady ones (see README)",
+    )
     args = p.parse_args(argv)
     warnings.simplefilter("ignore")
 
     if args._memory_probe:
         print(json.dumps(memory_probe(*args._memory_probe)))
         return 0
-    if not args.default_malloc and os.environ.get("MALLOC_TRIM_THRESHOLD_") != _STEADY_MALLOC["MALLOC_TRIM_THRESHOLD_"]:
+    if (
+        not args.default_malloc
+        and os.environ.get("MALLOC_TRIM_THRESHOLD_") != _STEADY_MALLOC["MALLOC_TRIM_THRESHOLD_"]
+    ):
         # glibc reads these at start-up: run again with them (same arguments).
-        os.execve(sys.executable, [sys.executable, __file__, *(sys.argv[1:] if argv is None else argv)],
-                  dict(os.environ, **_STEADY_MALLOC))
+        os.execve(
+            sys.executable,
+            [sys.executable, __file__, *(sys.argv[1:] if argv is None else argv)],
+            dict(os.environ, **_STEADY_MALLOC),
+        )
 
     keys = [k for k in args.only.split(",") if k] or [w.key for w in WORKLOADS]
     os.environ["SUBPIX_BENCH_THREADS"] = str(args.threads)  # read by _threads(), here and in the probes
     _setup_torch()
     result: dict[str, Any] = {
         "machine": machine(),
-        "settings": {"rounds": args.rounds, "target_ms": args.target_ms, "warmup_s": args.warmup_s, "quiet": args.quiet,
-                     "malloc": "default" if args.default_malloc else _STEADY_MALLOC,
-                     "torch_threads": _threads(), "dtype": "float32"},
+        "settings": {
+            "rounds": args.rounds,
+            "target_ms": args.target_ms,
+            "warmup_s": args.warmup_s,
+            "quiet": args.quiet,
+            "malloc": "default" if args.default_malloc else _STEADY_MALLOC,
+            "torch_threads": _threads(),
+            "dtype": "float32",
+        },
         "workloads": {},
     }
     for key in keys:
         w = BY_KEY[key]
-        r = time_workload(w, args.rounds, args.target_ms / 1e3, args.warmup_s, args.quiet, args.max_rounds,
-                          args.patience)
+        r = time_workload(
+            w, args.rounds, args.target_ms / 1e3, args.warmup_s, args.quiet, args.max_rounds, args.patience
+        )
         result["workloads"][key] = r
         i = r["impls"]
-        print(f"{key:4s} {w.title:52s} kornia {i['kornia']['median_ms']:8.3f} ms | numpy {i['ours_numpy']['median_ms']:8.3f} "
-              f"({i['ours_numpy']['ratio_vs_kornia']:.2f}x) | torch {i['ours_torch']['median_ms']:8.3f} "
-              f"({i['ours_torch']['ratio_vs_kornia']:.2f}x) | copy {i['copy']['median_ms']:.3f} | "
-              f"{r['rounds_used']}/{r['rounds']} rounds", flush=True)
+        print(
+            f"{key:4s} {w.title:52s} kornia {i['kornia']['median_ms']:8.3f} ms | numpy {i['ours_numpy']['median_ms']:8.3f} "
+            f"({i['ours_numpy']['ratio_vs_kornia']:.2f}x) | torch {i['ours_torch']['median_ms']:8.3f} "
+            f"({i['ours_torch']['ratio_vs_kornia']:.2f}x) | copy {i['copy']['median_ms']:.3f} | "
+            f"{r['rounds_used']}/{r['rounds']} rounds",
+            flush=True,
+        )
     result["dog_source"] = _DOG_CACHE.get("source") or dog_octave()[1]
     if not args.no_overhead:
         result["overhead"] = measure_overhead(max(5, args.rounds))

@@ -84,8 +84,9 @@ def make_scene(photo: np.ndarray, factor: int = FACTOR) -> np.ndarray:
     return ndimage.zoom(padded, factor, order=3, grid_mode=True, mode="reflect", output=np.float32)
 
 
-def expose(scene: np.ndarray, shape: tuple[int, int], offset: tuple[int, int] = (0, 0),
-           factor: int = FACTOR) -> np.ndarray:
+def expose(
+    scene: np.ndarray, shape: tuple[int, int], offset: tuple[int, int] = (0, 0), factor: int = FACTOR
+) -> np.ndarray:
     """One exposure of ``shape`` pixels, each the mean of ``factor`` x ``factor`` scene pixels.
 
     The reference exposure (``offset=(0, 0)``) has the photo's pixel grid. With ``offset=(oy, ox)``
@@ -178,8 +179,11 @@ def detect_blobs_params(overrides: dict[str, Any]) -> dict[str, Any]:
     """``detect_blobs``'s keyword defaults read from its signature, updated with ``overrides``."""
     from subpix_xp import detect_blobs
 
-    params = {name: p.default for name, p in inspect.signature(detect_blobs).parameters.items()
-              if p.default is not inspect.Parameter.empty and name != "num_features"}
+    params = {
+        name: p.default
+        for name, p in inspect.signature(detect_blobs).parameters.items()
+        if p.default is not inspect.Parameter.empty and name != "num_features"
+    }
     unknown = sorted(set(overrides) - set(params))
     if unknown:
         msg = f"bench_real: --detector-kwargs names parameters detect_blobs lacks: {unknown}; it has {sorted(params)}"
@@ -203,7 +207,9 @@ def ours_detectors(num_features: int, kwargs: dict[str, Any], backends: Sequence
 
 def _ours(name: str, call: Callable[[Any], Any]) -> Detector:
     if name == "numpy":
-        return Detector("ours_numpy", "subpix_xp NumPy", lambda u8, f: f[None, None], call, _blobs_keypoints, "ours")
+        return Detector(
+            "ours_numpy", "subpix_xp NumPy", lambda u8, f: f[None, None], call, _blobs_keypoints, "ours"
+        )
     if name == "torch":
         import torch
 
@@ -211,20 +217,40 @@ def _ours(name: str, call: Callable[[Any], Any]) -> Detector:
             with torch.no_grad():
                 return call(t)
 
-        return Detector("ours_torch", "subpix_xp torch", lambda u8, f: torch.from_numpy(f[None, None].copy()),
-                        run_torch, _blobs_keypoints, "ours")
+        return Detector(
+            "ours_torch",
+            "subpix_xp torch",
+            lambda u8, f: torch.from_numpy(f[None, None].copy()),
+            run_torch,
+            _blobs_keypoints,
+            "ours",
+        )
     if name == "jax":
         import jax
         import jax.numpy as jnp
 
         jitted = jax.jit(call)
-        return Detector("ours_jax", "subpix_xp JAX (jit)", lambda u8, f: jnp.asarray(f[None, None]),
-                        lambda a: jax.block_until_ready(jitted(a)), _blobs_keypoints, "ours", jit=True)
+        return Detector(
+            "ours_jax",
+            "subpix_xp JAX (jit)",
+            lambda u8, f: jnp.asarray(f[None, None]),
+            lambda a: jax.block_until_ready(jitted(a)),
+            _blobs_keypoints,
+            "ours",
+            jit=True,
+        )
     if name == "array_api_strict":
         import array_api_strict as xps
 
-        return Detector("ours_strict", "subpix_xp array-api-strict", lambda u8, f: xps.asarray(f[None, None]),
-                        call, _blobs_keypoints, "ours", timed=False)
+        return Detector(
+            "ours_strict",
+            "subpix_xp array-api-strict",
+            lambda u8, f: xps.asarray(f[None, None]),
+            call,
+            _blobs_keypoints,
+            "ours",
+            timed=False,
+        )
     msg = f"bench_real: unknown backend {name!r}"
     raise ValueError(msg)
 
@@ -246,8 +272,14 @@ def sift_detector(num_features: int) -> Detector:
         arr = np.array([(k.pt[0], k.pt[1], k.size, k.response) for k in kps], dtype=np.float64).reshape(-1, 4)
         return Keypoints.make(arr[:, 0] - 0.25, arr[:, 1] - 0.25, arr[:, 2] / 2.0, arr[:, 3])
 
-    return Detector("sift", f"OpenCV SIFT {cv2.__version__}", lambda u8, f: u8,
-                    lambda u8: sift.detect(u8, None), keypoints, "sift")
+    return Detector(
+        "sift",
+        f"OpenCV SIFT {cv2.__version__}",
+        lambda u8, f: u8,
+        lambda u8: sift.detect(u8, None),
+        keypoints,
+        "sift",
+    )
 
 
 def kornia_detector(num_features: int) -> Detector:
@@ -263,9 +295,14 @@ def kornia_detector(num_features: int) -> Detector:
     from kornia.geometry.subpix import AdaptiveQuadInterp3d
     from kornia.geometry.transform import ScalePyramid
 
-    det = ScaleSpaceDetector(num_features=num_features, resp_module=BlobDoG(), subpix_module=AdaptiveQuadInterp3d(),
-                             scale_pyr_module=ScalePyramid(3, 1.6, 32, double_image=True),
-                             scale_space_response=True, minima_are_also_good=True)
+    det = ScaleSpaceDetector(
+        num_features=num_features,
+        resp_module=BlobDoG(),
+        subpix_module=AdaptiveQuadInterp3d(),
+        scale_pyr_module=ScalePyramid(3, 1.6, 32, double_image=True),
+        scale_space_response=True,
+        minima_are_also_good=True,
+    )
 
     def run(t: Any) -> Any:
         with torch.no_grad():
@@ -277,8 +314,14 @@ def kornia_detector(num_features: int) -> Detector:
         keep = sigma > 0
         return Keypoints.make(lafs[keep, 0, 2], lafs[keep, 1, 2], sigma[keep], resp[keep])
 
-    return Detector("kornia", f"kornia {kornia.__version__} ScaleSpaceDetector",
-                    lambda u8, f: torch.from_numpy(f[None, None].copy()), run, keypoints, "kornia")
+    return Detector(
+        "kornia",
+        f"kornia {kornia.__version__} ScaleSpaceDetector",
+        lambda u8, f: torch.from_numpy(f[None, None].copy()),
+        run,
+        keypoints,
+        "kornia",
+    )
 
 
 def build_detectors(num_features: int, kwargs: dict[str, Any], backends: Sequence[str]) -> list[Detector]:
@@ -304,8 +347,13 @@ def in_common_region(kp: Keypoints, shape: tuple[int, int], shift: np.ndarray) -
     return ok
 
 
-def mutual_matches(a: Keypoints, b: Keypoints, shift: np.ndarray, radius: float = MATCH_RADIUS,
-                   max_ratio: float = SCALE_RATIO) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def mutual_matches(
+    a: Keypoints,
+    b: Keypoints,
+    shift: np.ndarray,
+    radius: float = MATCH_RADIUS,
+    max_ratio: float = SCALE_RATIO,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mutual nearest neighbours between ``a`` moved by ``shift`` (dy, dx) and ``b``.
 
     A pair is admissible when ``|p_b - (p_a + shift)| <= radius`` and the sigmas differ by a factor
@@ -340,9 +388,14 @@ def pair_metrics(a: Keypoints, b: Keypoints, shape: tuple[int, int], shift: np.n
     ia, ib, err = mutual_matches(a, b, shift)
     signed = np.stack([b.y[ib] - a.y[ia] - shift[0], b.x[ib] - a.x[ia] - shift[1]], axis=1)
     low = min(len(a), len(b))
-    return {"n_a": len(a), "n_b": len(b), "matches": int(ia.size),
-            "repeatability": ia.size / low if low else float("nan"),
-            "errors": err, "signed": signed}
+    return {
+        "n_a": len(a),
+        "n_b": len(b),
+        "matches": int(ia.size),
+        "repeatability": ia.size / low if low else float("nan"),
+        "errors": err,
+        "signed": signed,
+    }
 
 
 def gaussian_derivatives(t: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -408,7 +461,13 @@ def agreement(ref: Keypoints, other: Keypoints, tol: float = AGREE_TOL) -> dict[
     b = other.take(np.argsort(-other.response, kind="stable"))
     record = {"n_ref": len(a), "n_other": len(b)}
     if len(a) == 0 or len(b) == 0:
-        return {**record, "max_dx": 0.0, "max_dy": 0.0, "n_differ": max(len(a), len(b)), "rank_differ": max(len(a), len(b))}
+        return {
+            **record,
+            "max_dx": 0.0,
+            "max_dy": 0.0,
+            "n_differ": max(len(a), len(b)),
+            "rank_differ": max(len(a), len(b)),
+        }
     dx = np.abs(a.x[:, None] - b.x[None, :])
     dy = np.abs(a.y[:, None] - b.y[None, :])
     near = np.argmin(np.hypot(dx, dy), axis=1)
@@ -416,16 +475,24 @@ def agreement(ref: Keypoints, other: Keypoints, tol: float = AGREE_TOL) -> dict[
     close = np.maximum(dx, dy) <= tol
     n = min(len(a), len(b))
     rank = np.maximum(np.abs(a.x[:n] - b.x[:n]), np.abs(a.y[:n] - b.y[:n])) > tol
-    return {**record, "max_dx": float(dx[rows, near].max()), "max_dy": float(dy[rows, near].max()),
-            "n_differ": int(max(np.count_nonzero(~close.any(axis=1)), np.count_nonzero(~close.any(axis=0)))),
-            "rank_differ": int(np.count_nonzero(rank)) + abs(len(a) - len(b))}
+    return {
+        **record,
+        "max_dx": float(dx[rows, near].max()),
+        "max_dy": float(dy[rows, near].max()),
+        "n_differ": int(max(np.count_nonzero(~close.any(axis=1)), np.count_nonzero(~close.any(axis=0)))),
+        "rank_differ": int(np.count_nonzero(rank)) + abs(len(a) - len(b)),
+    }
 
 
 def summarise_errors(errors: np.ndarray) -> dict[str, float]:
     if errors.size == 0:
         return {"n": 0, "median": float("nan"), "p95": float("nan"), "mean": float("nan")}
-    return {"n": int(errors.size), "median": float(np.median(errors)), "p95": float(np.quantile(errors, 0.95)),
-            "mean": float(errors.mean())}
+    return {
+        "n": int(errors.size),
+        "median": float(np.median(errors)),
+        "p95": float(np.quantile(errors, 0.95)),
+        "mean": float(errors.mean()),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -444,8 +511,9 @@ def detect(det: Detector, u8: np.ndarray) -> Keypoints:
         return det.keypoints(det.run(det.prepare(u8, as_float(u8))))
 
 
-def time_detectors(detectors: Sequence[Detector], u8: np.ndarray, repeats: int,
-                   max_seconds: float) -> tuple[dict[str, dict[str, Any]], dict[str, Keypoints]]:
+def time_detectors(
+    detectors: Sequence[Detector], u8: np.ndarray, repeats: int, max_seconds: float
+) -> tuple[dict[str, dict[str, Any]], dict[str, Keypoints]]:
     """Median wall time of ``run`` per detector, in interleaved rounds (the order rotates).
 
     The first call of each is timed apart (for JAX: tracing and compilation, unless an earlier
@@ -464,8 +532,12 @@ def time_detectors(detectors: Sequence[Detector], u8: np.ndarray, repeats: int,
             d.shapes_seen.add(u8.shape)
             start = time.perf_counter()
             result = d.run(inputs[d.name])
-            out[d.name] = {"first_call_s": time.perf_counter() - start, "first_call_cached": cached,
-                           "samples_s": [], "cpu_samples_s": []}
+            out[d.name] = {
+                "first_call_s": time.perf_counter() - start,
+                "first_call_cached": cached,
+                "samples_s": [],
+                "cpu_samples_s": [],
+            }
             keypoints[d.name] = d.keypoints(result)
         for round_ in range(repeats):
             for j in range(len(timed)):
@@ -483,9 +555,17 @@ def time_detectors(detectors: Sequence[Detector], u8: np.ndarray, repeats: int,
     return out, keypoints
 
 
-def run_photo(name: str, photo: np.ndarray, detectors: Sequence[Detector], offsets: Sequence[tuple[int, int]], *,
-              repeats: int = 7, max_timing_seconds: float = 15.0, noise: float = 0.0,
-              seed: Sequence[int] = (0,)) -> dict[str, Any]:
+def run_photo(
+    name: str,
+    photo: np.ndarray,
+    detectors: Sequence[Detector],
+    offsets: Sequence[tuple[int, int]],
+    *,
+    repeats: int = 7,
+    max_timing_seconds: float = 15.0,
+    noise: float = 0.0,
+    seed: Sequence[int] = (0,),
+) -> dict[str, Any]:
     """Every metric of every detector on one (H, W) uint8 photo; the noise generator is seeded by ``seed``."""
     shape = photo.shape
     t0 = time.perf_counter()
@@ -504,20 +584,38 @@ def run_photo(name: str, photo: np.ndarray, detectors: Sequence[Detector], offse
     shifted_kp = {d.name: [detect(d, img) for _, img in exposures] for d in sensor}
     result: dict[str, Any] = {"shape": list(shape), "timing_phase_s": t_timing, "detectors": {}}
     for d in detectors:
-        result["detectors"][d.name] = _photo_record(d, photo, on_photo[d.name], times.get(d.name),
-                                                    ref_kp.get(d.name), shifted_kp.get(d.name), offsets, shape)
+        result["detectors"][d.name] = _photo_record(
+            d,
+            photo,
+            on_photo[d.name],
+            times.get(d.name),
+            ref_kp.get(d.name),
+            shifted_kp.get(d.name),
+            offsets,
+            shape,
+        )
     result["agreement"] = _agreement_records(detectors, on_photo, ref_kp, shifted_kp)
     result["total_s"] = time.perf_counter() - t0
     print(f"[{name}] done in {result['total_s']:.1f} s", flush=True)
     return result
 
 
-def _photo_record(d: Detector, photo: np.ndarray, kp: Keypoints, timing: dict[str, Any] | None,
-                  ref: Keypoints | None, shifted: list[Keypoints] | None, offsets: Sequence[tuple[int, int]],
-                  shape: tuple[int, int]) -> dict[str, Any]:
+def _photo_record(
+    d: Detector,
+    photo: np.ndarray,
+    kp: Keypoints,
+    timing: dict[str, Any] | None,
+    ref: Keypoints | None,
+    shifted: list[Keypoints] | None,
+    offsets: Sequence[tuple[int, int]],
+    shape: tuple[int, int],
+) -> dict[str, Any]:
     unique, exact = unique_keypoints(kp)
     record: dict[str, Any] = {
-        "label": d.label, "count": len(kp), "unique": len(unique), "exact_copies": exact,
+        "label": d.label,
+        "count": len(kp),
+        "unique": len(unique),
+        "exact_copies": exact,
         "edge_flagged": int(edge_flags(as_float(photo), unique).sum()),
         "near_duplicates": int(near_duplicates(unique).sum()),
         "timing": timing,
@@ -544,7 +642,9 @@ def _fractions(recs: list[dict[str, Any]]) -> dict[str, Any]:
     unique = sum(r["unique"] for r in recs)
     out: dict[str, Any] = {
         "edge_fraction": sum(r["edge_flagged"] for r in recs) / unique if unique else float("nan"),
-        "near_duplicate_fraction": sum(r["near_duplicates"] for r in recs) / unique if unique else float("nan"),
+        "near_duplicate_fraction": sum(r["near_duplicates"] for r in recs) / unique
+        if unique
+        else float("nan"),
     }
     pairs = [pair for r in recs for pair in r.get("pairs", [])]
     if pairs:
@@ -555,8 +655,12 @@ def _fractions(recs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _agreement_records(detectors: Sequence[Detector], on_photo: dict[str, Keypoints], ref_kp: dict[str, Keypoints],
-                       shifted_kp: dict[str, list[Keypoints]]) -> dict[str, Any]:
+def _agreement_records(
+    detectors: Sequence[Detector],
+    on_photo: dict[str, Keypoints],
+    ref_kp: dict[str, Keypoints],
+    shifted_kp: dict[str, list[Keypoints]],
+) -> dict[str, Any]:
     """NumPy against every other subpix_xp backend on the photo and (when run there) the exposures."""
     if "ours_numpy" not in on_photo:
         return {}
@@ -568,11 +672,15 @@ def _agreement_records(detectors: Sequence[Detector], on_photo: dict[str, Keypoi
         if d.name in ref_kp:
             per_input.append(agreement(ref_kp["ours_numpy"], ref_kp[d.name]))
             per_input += [agreement(a, b) for a, b in zip(shifted_kp["ours_numpy"], shifted_kp[d.name])]
-        out[d.name] = {"inputs": len(per_input),
-                       "max_dx": max(r["max_dx"] for r in per_input), "max_dy": max(r["max_dy"] for r in per_input),
-                       "n_differ": sum(r["n_differ"] for r in per_input),
-                       "n_compared": sum(r["n_ref"] for r in per_input),
-                       "rank_differ": sum(r["rank_differ"] for r in per_input), "per_input": per_input}
+        out[d.name] = {
+            "inputs": len(per_input),
+            "max_dx": max(r["max_dx"] for r in per_input),
+            "max_dy": max(r["max_dy"] for r in per_input),
+            "n_differ": sum(r["n_differ"] for r in per_input),
+            "n_compared": sum(r["n_ref"] for r in per_input),
+            "rank_differ": sum(r["rank_differ"] for r in per_input),
+            "per_input": per_input,
+        }
     return out
 
 
@@ -581,8 +689,14 @@ def pooled(photos: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in dict.fromkeys(n for p in photos.values() for n in p["detectors"]):
         recs = [p["detectors"][name] for p in photos.values() if name in p["detectors"]]
-        out[name] = {"label": recs[0]["label"], **{k: sum(r[k] for r in recs) for k in
-                     ("count", "unique", "exact_copies", "edge_flagged", "near_duplicates")}, **_fractions(recs)}
+        out[name] = {
+            "label": recs[0]["label"],
+            **{
+                k: sum(r[k] for r in recs)
+                for k in ("count", "unique", "exact_copies", "edge_flagged", "near_duplicates")
+            },
+            **_fractions(recs),
+        }
     return out
 
 
@@ -604,7 +718,11 @@ def calibration(detectors: Sequence[Detector]) -> dict[str, Any]:
             out[d.name] = None
             continue
         i = int(np.argmax(kp.response))
-        out[d.name] = {"dx": float(kp.x[i] - 40.3), "dy": float(kp.y[i] - 37.6), "sigma_over_blob": float(kp.sigma[i] / 4.0)}
+        out[d.name] = {
+            "dx": float(kp.x[i] - 40.3),
+            "dy": float(kp.y[i] - 37.6),
+            "sigma_over_blob": float(kp.sigma[i] / 4.0),
+        }
     return out
 
 
@@ -614,7 +732,17 @@ def calibration(detectors: Sequence[Detector]) -> dict[str, Any]:
 
 def machine(threads: int) -> dict[str, Any]:
     versions: dict[str, str] = {"python": platform.python_version()}
-    for module in ("numpy", "scipy", "torch", "jax", "kornia", "cv2", "skimage", "array_api_strict", "subpix_xp"):
+    for module in (
+        "numpy",
+        "scipy",
+        "torch",
+        "jax",
+        "kornia",
+        "cv2",
+        "skimage",
+        "array_api_strict",
+        "subpix_xp",
+    ):
         try:
             versions[module] = __import__(module).__version__
         except Exception:  # a missing or odd library is reported, not fatal
@@ -622,12 +750,24 @@ def machine(threads: int) -> dict[str, Any]:
     model = platform.processor() or "unknown"
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
         model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
-                            check=False).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "subpix_xp"], capture_output=True, text=True,
-                           cwd=ROOT, check=False).stdout.strip()
-    return {"cpu": model, "cores": os.cpu_count(), "platform": platform.platform(), "threads": threads,
-            "versions": versions, "commit": commit + ("+dirty" if dirty else "")}
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT, check=False
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--", "subpix_xp"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    ).stdout.strip()
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "threads": threads,
+        "versions": versions,
+        "commit": commit + ("+dirty" if dirty else ""),
+    }
 
 
 def _f(value: Any, digits: int = 3) -> str:
@@ -638,13 +778,25 @@ def _f(value: Any, digits: int = 3) -> str:
 
 def _row(rec: dict[str, Any], sift_ms: float | None, label_photo: str, timing: dict[str, Any] | None) -> str:
     loc = rec.get("localisation") or {}
-    cells = [label_photo, rec["label"], f"{rec['count']} / {rec['unique']}", _f(rec.get("repeatability")),
-             _f(loc.get("median")), _f(loc.get("p95")), str(loc.get("n", "-")), _f(100 * rec["edge_fraction"], 1),
-             _f(100 * rec["near_duplicate_fraction"], 1), str(rec["exact_copies"])]
+    cells = [
+        label_photo,
+        rec["label"],
+        f"{rec['count']} / {rec['unique']}",
+        _f(rec.get("repeatability")),
+        _f(loc.get("median")),
+        _f(loc.get("p95")),
+        str(loc.get("n", "-")),
+        _f(100 * rec["edge_fraction"], 1),
+        _f(100 * rec["near_duplicate_fraction"], 1),
+        str(rec["exact_copies"]),
+    ]
     if sift_ms is not None:
         ms = timing["median_s"] * 1e3 if timing else None
-        cells += [f"{ms:.1f} ({len(timing['samples_s'])})" if timing else "-",
-                  f"{timing['cpu_median_s'] * 1e3:.1f}" if timing else "-", f"{ms / sift_ms:.2f}" if ms else "-"]
+        cells += [
+            f"{ms:.1f} ({len(timing['samples_s'])})" if timing else "-",
+            f"{timing['cpu_median_s'] * 1e3:.1f}" if timing else "-",
+            f"{ms / sift_ms:.2f}" if ms else "-",
+        ]
     return "| " + " | ".join(cells) + " |"
 
 
@@ -652,7 +804,8 @@ def markdown(report: dict[str, Any]) -> str:
     m, s = report["machine"], report["settings"]
     v = m["versions"]
     lines = [
-        "# detect_blobs on real photographs (`benchmarks/bench_real.py`)", "",
+        "# detect_blobs on real photographs (`benchmarks/bench_real.py`)",
+        "",
         f"Machine: {m['cpu']}, {m['cores']} cores; threads: torch {m['threads']}, OpenCV {m['threads']}, "
         f"XLA_FLAGS `{m['xla_flags']}`, NumPy single-threaded. Python {v['python']}, numpy {v['numpy']}, "
         f"scipy {v['scipy']}, torch {v['torch']}, jax {v['jax']}, kornia {v['kornia']}, OpenCV {v['cv2']}, "
@@ -679,36 +832,61 @@ def markdown(report: dict[str, Any]) -> str:
         sift_t = (photo["detectors"].get("sift") or {}).get("timing")
         sift_ms = sift_t["median_s"] * 1e3 if sift_t else math.nan
         for rec in photo["detectors"].values():
-            lines.append(_row(rec, sift_ms, f"{photo_name} {photo['shape'][1]}x{photo['shape'][0]}", rec["timing"]))
-    lines += ["", "Pooled over the photos (repeatability: all matches / all min(n_A, n_B); errors: every match):", "",
-              "| photos | detector | kp | rep. | err median | err p95 | matches | edge % | dup % | exact |",
-              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+            lines.append(
+                _row(rec, sift_ms, f"{photo_name} {photo['shape'][1]}x{photo['shape'][0]}", rec["timing"])
+            )
+    lines += [
+        "",
+        "Pooled over the photos (repeatability: all matches / all min(n_A, n_B); errors: every match):",
+        "",
+        "| photos | detector | kp | rep. | err median | err p95 | matches | edge % | dup % | exact |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for rec in report["pooled"].values():
         lines.append(_row(rec, None, "all", None))
-    lines += ["", "JAX under `jax.jit`: first call (tracing + compilation + one run; *cached*: an earlier photo "
-              "had the same shape, so no compilation), s:", "",
-              "| photo | first call s | then median ms |", "| --- | ---: | ---: |"]
+    lines += [
+        "",
+        "JAX under `jax.jit`: first call (tracing + compilation + one run; *cached*: an earlier photo "
+        "had the same shape, so no compilation), s:",
+        "",
+        "| photo | first call s | then median ms |",
+        "| --- | ---: | ---: |",
+    ]
     for photo_name, photo in report["photos"].items():
         t = (photo["detectors"].get("ours_jax") or {}).get("timing")
         if t:
             cached = " (cached)" if t.get("first_call_cached") else ""
             lines.append(f"| {photo_name} | {t['first_call_s']:.1f}{cached} | {t['median_s'] * 1e3:.1f} |")
-    lines += ["", "Backend agreement with subpix_xp NumPy (inputs: the photo and, except array-api-strict, its "
-              "exposures; each NumPy keypoint against the nearest keypoint of the other backend; differ: "
-              f"keypoints without a counterpart within {AGREE_TOL} px in x and y; by rank: rows that differ "
-              "when both lists are sorted by response and compared row by row):", "",
-              "| photo | backend | inputs | keypoints | max abs dx | max abs dy | differ | by rank |",
-              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines += [
+        "",
+        "Backend agreement with subpix_xp NumPy (inputs: the photo and, except array-api-strict, its "
+        "exposures; each NumPy keypoint against the nearest keypoint of the other backend; differ: "
+        f"keypoints without a counterpart within {AGREE_TOL} px in x and y; by rank: rows that differ "
+        "when both lists are sorted by response and compared row by row):",
+        "",
+        "| photo | backend | inputs | keypoints | max abs dx | max abs dy | differ | by rank |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for photo_name, photo in report["photos"].items():
         for name, a in photo["agreement"].items():
-            lines.append(f"| {photo_name} | {name} | {a['inputs']} | {a['n_compared']} | {a['max_dx']:.2g} | "
-                         f"{a['max_dy']:.2g} | {a['n_differ']} | {a['rank_differ']} |")
-    lines += ["", "Convention check, one bright Gaussian blob (sigma 4): strongest keypoint's centre error and "
-              "sigma / 4:", "", "| detector | dx | dy | sigma / 4 |", "| --- | ---: | ---: | ---: |"]
+            lines.append(
+                f"| {photo_name} | {name} | {a['inputs']} | {a['n_compared']} | {a['max_dx']:.2g} | "
+                f"{a['max_dy']:.2g} | {a['n_differ']} | {a['rank_differ']} |"
+            )
+    lines += [
+        "",
+        "Convention check, one bright Gaussian blob (sigma 4): strongest keypoint's centre error and "
+        "sigma / 4:",
+        "",
+        "| detector | dx | dy | sigma / 4 |",
+        "| --- | ---: | ---: | ---: |",
+    ]
     for name, c in report["calibration"].items():
         if c:
             lines.append(f"| {name} | {c['dx']:+.3f} | {c['dy']:+.3f} | {c['sigma_over_blob']:.3f} |")
-    lines += ["", "Targets of issue 11 (pooled; speed on the 512x512 photos):", ""] + [f"- {t}" for t in report["targets"]]
+    lines += ["", "Targets of issue 11 (pooled; speed on the 512x512 photos):", ""] + [
+        f"- {t}" for t in report["targets"]
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -723,17 +901,23 @@ def targets(report: dict[str, Any]) -> list[str]:
         if sift and "repeatability" in rec:
             r, rs = rec["repeatability"], sift["repeatability"]
             lo, ls = rec["localisation"], sift["localisation"]
-            out.append(f"{name}: repeatability {r:.3f} >= SIFT {rs:.3f}: {_yes(r >= rs)}; median error "
-                       f"{lo['median']:.3f} <= {ls['median']:.3f}: {_yes(lo['median'] <= ls['median'])}; p95 "
-                       f"{lo['p95']:.3f} <= {ls['p95']:.3f}: {_yes(lo['p95'] <= ls['p95'])}")
-        out.append(f"{name}: edge responses {100 * rec['edge_fraction']:.1f}% <= 15%: {_yes(rec['edge_fraction'] <= 0.15)}; "
-                   f"duplicates {100 * rec['near_duplicate_fraction']:.1f}% and {rec['exact_copies']} exact copies, zero: "
-                   f"{_yes(rec['near_duplicate_fraction'] == 0 and rec['exact_copies'] == 0)}")
+            out.append(
+                f"{name}: repeatability {r:.3f} >= SIFT {rs:.3f}: {_yes(r >= rs)}; median error "
+                f"{lo['median']:.3f} <= {ls['median']:.3f}: {_yes(lo['median'] <= ls['median'])}; p95 "
+                f"{lo['p95']:.3f} <= {ls['p95']:.3f}: {_yes(lo['p95'] <= ls['p95'])}"
+            )
+        out.append(
+            f"{name}: edge responses {100 * rec['edge_fraction']:.1f}% <= 15%: {_yes(rec['edge_fraction'] <= 0.15)}; "
+            f"duplicates {100 * rec['near_duplicate_fraction']:.1f}% and {rec['exact_copies']} exact copies, zero: "
+            f"{_yes(rec['near_duplicate_fraction'] == 0 and rec['exact_copies'] == 0)}"
+        )
     for photo_name, photo in report["photos"].items():
         for name, a in photo["agreement"].items():
             if a["n_differ"]:
-                out.append(f"agreement {photo_name} {name}: {a['n_differ']} keypoints differ by > {AGREE_TOL} px: "
-                           f"{_yes(False)}")
+                out.append(
+                    f"agreement {photo_name} {name}: {a['n_differ']} keypoints differ by > {AGREE_TOL} px: "
+                    f"{_yes(False)}"
+                )
         dets = photo["detectors"]
         sift_t = (dets.get("sift") or {}).get("timing")
         if sift_t and photo["shape"] == [512, 512]:
@@ -741,10 +925,14 @@ def targets(report: dict[str, Any]) -> list[str]:
                 t = (dets.get(name) or {}).get("timing")
                 if t:
                     ratio = t["median_s"] / sift_t["median_s"]
-                    out.append(f"speed {photo_name} {name}: {ratio:.2f}x SIFT <= {limit:g}x: {_yes(ratio <= limit)}")
+                    out.append(
+                        f"speed {photo_name} {name}: {ratio:.2f}x SIFT <= {limit:g}x: {_yes(ratio <= limit)}"
+                    )
         jax_t = (dets.get("ours_jax") or {}).get("timing")
         if jax_t and max(photo["shape"]) <= 512 and not jax_t.get("first_call_cached"):
-            out.append(f"JAX first call {photo_name}: {jax_t['first_call_s']:.1f} s <= 5 s: {_yes(jax_t['first_call_s'] <= 5)}")
+            out.append(
+                f"JAX first call {photo_name}: {jax_t['first_call_s']:.1f} s <= 5 s: {_yes(jax_t['first_call_s'] <= 5)}"
+            )
     if not any("agreement" in t for t in out):
         out.append("agreement: every backend within 1e-3 px of NumPy on every input: yes")
     return out
@@ -771,16 +959,29 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="one photo (coins), one offset, 3 timing rounds")
     parser.add_argument("--photos", default=None, help=f"comma-separated, of {','.join(PHOTOS)}")
     parser.add_argument("--num-features", type=int, default=500)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "real_images.json"),
-                        help="JSON path; the markdown table goes beside it (.md)")
+    parser.add_argument(
+        "--out",
+        default=str(ROOT / "benchmarks" / "results" / "real_images.json"),
+        help="JSON path; the markdown table goes beside it (.md)",
+    )
     parser.add_argument("--detector-kwargs", default="{}", help="JSON of detect_blobs keyword overrides")
     parser.add_argument("--backends", default="numpy,torch,jax,array_api_strict")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="threads for torch, OpenCV and XLA (NumPy is single-threaded); default 1")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads for torch, OpenCV and XLA (NumPy is single-threaded); default 1",
+    )
     parser.add_argument("--repeats", type=int, default=None, help="timing rounds (default 7; --quick 3)")
-    parser.add_argument("--max-timing-seconds", type=float, default=15.0,
-                        help="a detector stops timing once its samples add up to this (and it has >= 3)")
-    parser.add_argument("--noise", type=float, default=0.0, help="Gaussian noise std on [0, 1] before 8-bit rounding")
+    parser.add_argument(
+        "--max-timing-seconds",
+        type=float,
+        default=15.0,
+        help="a detector stops timing once its samples add up to this (and it has >= 3)",
+    )
+    parser.add_argument(
+        "--noise", type=float, default=0.0, help="Gaussian noise std on [0, 1] before 8-bit rounding"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     photos = args.photos.split(",") if args.photos else (["coins"] if args.quick else list(PHOTOS))
@@ -791,21 +992,42 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     params = detect_blobs_params(json.loads(args.detector_kwargs))
     overrides = json.loads(args.detector_kwargs)
     detectors = build_detectors(args.num_features, overrides, args.backends.split(","))
-    print(f"threads: torch {args.threads}, OpenCV {args.threads}, XLA {args.threads if xla_threads else 'default'}; detectors: {[d.name for d in detectors]}", flush=True)
+    print(
+        f"threads: torch {args.threads}, OpenCV {args.threads}, XLA {args.threads if xla_threads else 'default'}; detectors: {[d.name for d in detectors]}",
+        flush=True,
+    )
     report: dict[str, Any] = {
         "machine": {**machine(args.threads), "xla_flags": os.environ.get("XLA_FLAGS", "")},
-        "settings": {"num_features": args.num_features, "factor": FACTOR, "offsets_scene_px": [list(o) for o in offsets],
-                     "shifts_px": [[o[0] / FACTOR, o[1] / FACTOR] for o in offsets], "noise": args.noise,
-                     "seed": args.seed, "match_radius_px": MATCH_RADIUS, "scale_ratio": SCALE_RATIO,
-                     "dup_radius_px": DUP_RADIUS, "edge_r": EDGE_R, "repeats": args.repeats,
-                     "max_timing_seconds": args.max_timing_seconds, "detect_blobs_params": params,
-                     "detector_kwargs": overrides, "quick": args.quick},
+        "settings": {
+            "num_features": args.num_features,
+            "factor": FACTOR,
+            "offsets_scene_px": [list(o) for o in offsets],
+            "shifts_px": [[o[0] / FACTOR, o[1] / FACTOR] for o in offsets],
+            "noise": args.noise,
+            "seed": args.seed,
+            "match_radius_px": MATCH_RADIUS,
+            "scale_ratio": SCALE_RATIO,
+            "dup_radius_px": DUP_RADIUS,
+            "edge_r": EDGE_R,
+            "repeats": args.repeats,
+            "max_timing_seconds": args.max_timing_seconds,
+            "detect_blobs_params": params,
+            "detector_kwargs": overrides,
+            "quick": args.quick,
+        },
         "photos": {},
     }
     for i, name in enumerate(photos):
-        report["photos"][name] = run_photo(name, load_photo(name), detectors, offsets, repeats=args.repeats,
-                                           max_timing_seconds=args.max_timing_seconds, noise=args.noise,
-                                           seed=(args.seed, i))
+        report["photos"][name] = run_photo(
+            name,
+            load_photo(name),
+            detectors,
+            offsets,
+            repeats=args.repeats,
+            max_timing_seconds=args.max_timing_seconds,
+            noise=args.noise,
+            seed=(args.seed, i),
+        )
     report["pooled"] = pooled(report["photos"])
     report["calibration"] = calibration(detectors)
     report["runtime_s"] = time.perf_counter() - start
@@ -823,7 +1045,9 @@ def _set_threads(n: int) -> bool:
     """The same thread count for torch and OpenCV; XLA's CPU pool too when JAX is not imported yet."""
     xla = "jax" not in sys.modules
     if xla:
-        flags = f"--xla_cpu_multi_thread_eigen={'true' if n > 1 else 'false'} intra_op_parallelism_threads={n}"
+        flags = (
+            f"--xla_cpu_multi_thread_eigen={'true' if n > 1 else 'false'} intra_op_parallelism_threads={n}"
+        )
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
     with contextlib.suppress(ImportError):
         import torch

@@ -86,9 +86,17 @@ def run_numpy_slab(args: argparse.Namespace) -> dict:
         spots = keypoints(*localise(x, args.threshold))
     t2 = time.perf_counter()
     np.save(args.spots, spots)
-    return {"shape": slab, "bytes": x.nbytes, "generate_s": t1 - t0, "localise_s": t2 - t1,
-            "total_s": t2 - t0, "spots": len(spots),
-            "baseline_rss_mib": base, "peak_rss_mib": _peak_rss_mib(), "sampled_peak_rss_mib": sampler.peak / 2**20}
+    return {
+        "shape": slab,
+        "bytes": x.nbytes,
+        "generate_s": t1 - t0,
+        "localise_s": t2 - t1,
+        "total_s": t2 - t0,
+        "spots": len(spots),
+        "baseline_rss_mib": base,
+        "peak_rss_mib": _peak_rss_mib(),
+        "sampled_peak_rss_mib": sampler.peak / 2**20,
+    }
 
 
 def _dask_run(shape: tuple[int, ...], chunks: tuple[int, ...], args: argparse.Namespace, region=None) -> dict:
@@ -108,10 +116,20 @@ def _dask_run(shape: tuple[int, ...], chunks: tuple[int, ...], args: argparse.Na
         t1 = time.perf_counter()
         spots = keypoints(*lazy)
         t2 = time.perf_counter()
-    return {"shape": tuple(x.shape[2:]), "chunks": chunks, "bytes": int(x.nbytes), "blocks": int(x.npartitions),
-            "graph_s": t1 - t0, "localise_s": t2 - t1, "spots": len(spots), "workers": args.workers,
-            "baseline_rss_mib": base, "peak_rss_mib": _peak_rss_mib(), "sampled_peak_rss_mib": sampler.peak / 2**20,
-            "_spots": spots}
+    return {
+        "shape": tuple(x.shape[2:]),
+        "chunks": chunks,
+        "bytes": int(x.nbytes),
+        "blocks": int(x.npartitions),
+        "graph_s": t1 - t0,
+        "localise_s": t2 - t1,
+        "spots": len(spots),
+        "workers": args.workers,
+        "baseline_rss_mib": base,
+        "peak_rss_mib": _peak_rss_mib(),
+        "sampled_peak_rss_mib": sampler.peak / 2**20,
+        "_spots": spots,
+    }
 
 
 def run_dask_slab(args: argparse.Namespace) -> dict:
@@ -137,20 +155,45 @@ def run_scaling(args: argparse.Namespace) -> dict:
     shape = tuple(args.scaling_shape)
     rows = []
     for workers in (1, 2):
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                          silence_logs=50) as cluster, Client(cluster):
+        with (
+            LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=50,
+            ) as cluster,
+            Client(cluster),
+        ):
             x = blob_volume(shape, tuple(args.chunks))
             t0 = time.perf_counter()
             spots = keypoints(*localise(x, args.threshold))
-            rows.append({"workers": workers, "threads_per_worker": 1, "localise_s": time.perf_counter() - t0,
-                         "spots": len(spots)})
-    return {"shape": shape, "chunks": tuple(args.chunks), "runs": rows,
-            "speedup": rows[0]["localise_s"] / rows[1]["localise_s"]}
+            rows.append(
+                {
+                    "workers": workers,
+                    "threads_per_worker": 1,
+                    "localise_s": time.perf_counter() - t0,
+                    "spots": len(spots),
+                }
+            )
+    return {
+        "shape": shape,
+        "chunks": tuple(args.chunks),
+        "runs": rows,
+        "speedup": rows[0]["localise_s"] / rows[1]["localise_s"],
+    }
 
 
-PHASES = {"numpy-slab": run_numpy_slab, "dask-slab": run_dask_slab, "dask-full": run_dask_full,
-          "scaling": run_scaling}
-SIZES = ((64, 512, 512), (64, 1024, 1024))  # smaller volumes, same chunks: does the peak grow with the volume?
+PHASES = {
+    "numpy-slab": run_numpy_slab,
+    "dask-slab": run_dask_slab,
+    "dask-full": run_dask_full,
+    "scaling": run_scaling,
+}
+SIZES = (
+    (64, 512, 512),
+    (64, 1024, 1024),
+)  # smaller volumes, same chunks: does the peak grow with the volume?
 
 
 def _child(phase: str, argv: list[str]) -> dict:
@@ -162,7 +205,12 @@ def _child(phase: str, argv: list[str]) -> dict:
 
 
 def _markdown(result: dict) -> str:
-    full, slab, dslab, env = result["dask-full"], result["numpy-slab"], result["dask-slab"], result["environment"]
+    full, slab, dslab, env = (
+        result["dask-full"],
+        result["numpy-slab"],
+        result["dask-slab"],
+        result["environment"],
+    )
     gib = full["bytes"] / 2**30
     vox = lambda r: (r["bytes"] / 4) / r["localise_s"] / 1e6  # noqa: E731
     lines = [
@@ -206,9 +254,11 @@ def _markdown(result: dict) -> str:
         "",
         "| volume | blocks | time (s) | peak RSS (MiB) | above start (MiB) |",
         "| --- | ---: | ---: | ---: | ---: |",
-        *(f"| {' x '.join(map(str, r['shape']))} ({r['bytes'] / 2**20:.0f} MiB) | {r['blocks']} "
-          f"| {r['localise_s']:.1f} | {r['peak_rss_mib']:.0f} | {r['peak_rss_mib'] - r['baseline_rss_mib']:.0f} |"
-          for r in result.get("sizes", [])),
+        *(
+            f"| {' x '.join(map(str, r['shape']))} ({r['bytes'] / 2**20:.0f} MiB) | {r['blocks']} "
+            f"| {r['localise_s']:.1f} | {r['peak_rss_mib']:.0f} | {r['peak_rss_mib'] - r['baseline_rss_mib']:.0f} |"
+            for r in result.get("sizes", [])
+        ),
     ]
     if "scaling" in result:
         sc = result["scaling"]
@@ -259,9 +309,22 @@ def main() -> None:
     import numpy as np
 
     with tempfile.TemporaryDirectory() as tmp:
-        argv = ["--shape", *map(str, args.shape), "--chunks", *map(str, args.chunks), "--slab", *map(str, args.slab),
-                "--scaling-shape", *map(str, args.scaling_shape), "--workers", str(args.workers),
-                "--threshold", str(args.threshold), "--spots", str(Path(tmp) / "spots.npy")]
+        argv = [
+            "--shape",
+            *map(str, args.shape),
+            "--chunks",
+            *map(str, args.chunks),
+            "--slab",
+            *map(str, args.slab),
+            "--scaling-shape",
+            *map(str, args.scaling_shape),
+            "--workers",
+            str(args.workers),
+            "--threshold",
+            str(args.threshold),
+            "--spots",
+            str(Path(tmp) / "spots.npy"),
+        ]
         result = {}
         for phase in ("numpy-slab", "dask-slab", "dask-full") + (() if args.no_scaling else ("scaling",)):
             print(f"running {phase} ...", file=sys.stderr, flush=True)
@@ -272,11 +335,16 @@ def main() -> None:
             if math.prod(size) < math.prod(args.shape):
                 print(f"running dask-full on {size} ...", file=sys.stderr, flush=True)
                 shape_at = argv.index("--shape")
-                sized = argv[:shape_at + 1] + [str(n) for n in size] + argv[shape_at + 4:]
+                sized = argv[: shape_at + 1] + [str(n) for n in size] + argv[shape_at + 4 :]
                 result["sizes"].append(_child("dask-full", sized))
         result["sizes"].append(result["dask-full"])
-    result["environment"] = {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                             "numpy": np.__version__, "dask": dask.__version__}
+    result["environment"] = {
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "dask": dask.__version__,
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")

@@ -180,9 +180,22 @@ def test_module_runs_from_any_directory(tmp_path):
     package_root = str(pathlib.Path(subpix_xp.__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([package_root, os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run(
-        [sys.executable, "-m", "subpix_xp.conformance", "--backends", "numpy", "--ops", "nms3d_minmax",
-         "--dtypes", "float32"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "subpix_xp.conformance",
+            "--backends",
+            "numpy",
+            "--ops",
+            "nms3d_minmax",
+            "--dtypes",
+            "float32",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "nms3d_minmax" in done.stdout and " 0 failed" in done.stdout

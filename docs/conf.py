@@ -51,7 +51,6 @@ numpydoc_xref_param_type = False
 intersphinx_mapping: dict[str, tuple[str, None]] = {}
 
 
-
 def _check_api_reference_is_complete() -> None:
     """Every public name of subpix_xp has an entry in api.md: a new name without one fails the build."""
     page = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")

@@ -42,8 +42,15 @@ def _blobs(shape: tuple[int, int, int], density: float, seed: int) -> np.ndarray
     return np.concatenate([centre, amplitude, sigma_xy, sigma_z], axis=1)
 
 
-def render(region: tuple[slice, slice, slice], shape: tuple[int, int, int], *, density: float = 1 / 8192,
-           seed: int = 0, background: float = 10.0, noise: float = 2.0) -> np.ndarray:
+def render(
+    region: tuple[slice, slice, slice],
+    shape: tuple[int, int, int],
+    *,
+    density: float = 1 / 8192,
+    seed: int = 0,
+    background: float = 10.0,
+    noise: float = 2.0,
+) -> np.ndarray:
     """The part ``region`` (slices of the whole ``shape``) of the synthetic volume, float32.
 
     Every spot within four sigma of the region is drawn; the noise of each tile of ``TILE`` comes
@@ -62,10 +69,15 @@ def render(region: tuple[slice, slice, slice], shape: tuple[int, int, int], *, d
         hi = [min(b, int(c + 4 * s) + 2) for b, c, s in zip(stops, (z, y, x), (s_z, s_xy, s_xy))]
         if any(b <= a for a, b in zip(lo, hi)):
             continue
-        gz, gy, gx = (np.exp(-0.5 * ((t[l0 - a : h0 - a] - c) / s) ** 2)
-                      for t, l0, h0, a, c, s in zip(axes, lo, hi, starts, (z, y, x), (s_z, s_xy, s_xy)))
-        out[lo[0] - starts[0] : hi[0] - starts[0], lo[1] - starts[1] : hi[1] - starts[1],
-            lo[2] - starts[2] : hi[2] - starts[2]] += amp * gz[:, None, None] * gy[None, :, None] * gx[None, None, :]
+        gz, gy, gx = (
+            np.exp(-0.5 * ((t[l0 - a : h0 - a] - c) / s) ** 2)
+            for t, l0, h0, a, c, s in zip(axes, lo, hi, starts, (z, y, x), (s_z, s_xy, s_xy))
+        )
+        out[
+            lo[0] - starts[0] : hi[0] - starts[0],
+            lo[1] - starts[1] : hi[1] - starts[1],
+            lo[2] - starts[2] : hi[2] - starts[2],
+        ] += amp * gz[:, None, None] * gy[None, :, None] * gx[None, None, :]
     tiles = [range(a // t, (b - 1) // t + 1) for a, b, t in zip(starts, stops, TILE)]
     for index in np.ndindex(*(len(r) for r in tiles)):
         tile = [r[i] for r, i in zip(tiles, index)]
@@ -75,7 +87,8 @@ def render(region: tuple[slice, slice, slice], shape: tuple[int, int, int], *, d
         rng = np.random.default_rng([seed, *tile])
         draw = rng.standard_normal(TILE, dtype=np.float32) * noise
         out[tuple(slice(l0 - a, h0 - a) for l0, h0, a in zip(lo, hi, starts))] += draw[
-            tuple(slice(l0 - b, h0 - b) for l0, h0, b in zip(lo, hi, t0))]
+            tuple(slice(l0 - b, h0 - b) for l0, h0, b in zip(lo, hi, t0))
+        ]
     return out
 
 
@@ -86,20 +99,27 @@ def blob_volume(shape: tuple[int, int, int], chunks: tuple[int, int, int] = TILE
         region = tuple(slice(a, b) for a, b in block_info[None]["array-location"])
         return render(region, shape, **kwargs)
 
-    volume = da.map_blocks(block, chunks=da.core.normalize_chunks(chunks, shape), dtype=np.float32,
-                           meta=np.empty((0, 0, 0), dtype=np.float32))
+    volume = da.map_blocks(
+        block,
+        chunks=da.core.normalize_chunks(chunks, shape),
+        dtype=np.float32,
+        meta=np.empty((0, 0, 0), dtype=np.float32),
+    )
     return volume[None, None]
 
 
 def localise(x, threshold: float = 25.0, n_iters: int = 5):
     """Strict 3x3x3 maxima above ``threshold``, refined: lazy ``(mask, coords, values)`` for Dask input."""
     mask = S.nms3d(x, (3, 3, 3), mask_only=True) & (x > threshold)
-    coords, values = S.iterative_quad_interp3d(x, n_iters=n_iters, strict_maxima_bonus=0.0,
-                                               precomputed_nms_mask=mask)
+    coords, values = S.iterative_quad_interp3d(
+        x, n_iters=n_iters, strict_maxima_bonus=0.0, precomputed_nms_mask=mask
+    )
     return mask, coords, values
 
 
-def _block_keypoints(mask: np.ndarray, coords: np.ndarray, values: np.ndarray, origin: tuple[int, ...]) -> np.ndarray:
+def _block_keypoints(
+    mask: np.ndarray, coords: np.ndarray, values: np.ndarray, origin: tuple[int, ...]
+) -> np.ndarray:
     where = np.nonzero(mask[0, 0])
     voxel = np.stack(where, axis=1) + np.asarray(origin)
     refined = coords[0, 0][(slice(None), *where)].T  # (depth, x, y)
@@ -122,7 +142,9 @@ def keypoints(mask, coords, values) -> np.ndarray:
     for index in np.ndindex(*mask.numblocks):
         origin = tuple(int(s[i]) for s, i in zip(starts, index[2:]))
         c_index = (*index[:2], 0, *index[2:])
-        parts.append(dask.delayed(_block_keypoints)(m_blocks[index], c_blocks[c_index], v_blocks[index], origin))
+        parts.append(
+            dask.delayed(_block_keypoints)(m_blocks[index], c_blocks[c_index], v_blocks[index], origin)
+        )
     rows = np.concatenate(dask.compute(*parts), axis=0)
     return rows[np.lexsort(rows[:, 2::-1].T)]
 
@@ -146,8 +168,10 @@ def main() -> None:
     t1 = time.perf_counter()
     spots = keypoints(mask, coords, values)
     t2 = time.perf_counter()
-    print(f"volume {shape} float32 in chunks {chunks}: graph built in {t1 - t0:.3f} s, "
-          f"{len(spots)} spots localised in {t2 - t1:.1f} s")
+    print(
+        f"volume {shape} float32 in chunks {chunks}: graph built in {t1 - t0:.3f} s, "
+        f"{len(spots)} spots localised in {t2 - t1:.1f} s"
+    )
     print("first spots (z, y, x -> refined z, x, y, value):")
     print(np.array2string(spots[:5], precision=2, suppress_small=True))
 

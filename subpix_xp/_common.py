@@ -105,7 +105,9 @@ def softmax(x: Array, axis: int, *, xp: Any) -> Array:
     return hooks_for(xp).softmax(x, axis, xp=xp)
 
 
-def block_plan(lead: int, rows: int, row_elements: int, budget: int) -> list[tuple[tuple[int, int], list[tuple[int, int]]]]:
+def block_plan(
+    lead: int, rows: int, row_elements: int, budget: int
+) -> list[tuple[tuple[int, int], list[tuple[int, int]]]]:
     """Split ``lead`` independent maps of ``rows`` rows (``row_elements`` each) into blocks of about ``budget``.
 
     Returns ``[((lead_start, lead_stop), [(row_start, row_stop), ...]), ...]``: whole maps grouped

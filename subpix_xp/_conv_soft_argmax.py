@@ -21,10 +21,16 @@ def _strided(start: tuple[int, ...], stride: tuple[int, ...], count: tuple[int, 
     return lead + tuple(slice(a, a + s * (o - 1) + 1, s) for a, s, o in zip(start, stride, count))
 
 
-
 def _window_softmax_moments(
-    logits: Array, values: Array | None, window: tuple[int, ...], stride: tuple[int, ...],
-    widths: tuple[tuple[int, int], ...], count: tuple[int, ...], hooks: Hooks, *, xp: Any,
+    logits: Array,
+    values: Array | None,
+    window: tuple[int, ...],
+    stride: tuple[int, ...],
+    widths: tuple[tuple[int, int], ...],
+    count: tuple[int, ...],
+    hooks: Hooks,
+    *,
+    xp: Any,
 ) -> tuple[Array, list[Array], Array | None]:
     """Per-window softmax moments of ``(L, *spatial)`` ``logits``: total weight, offset sums per axis, value sum.
 
@@ -39,7 +45,9 @@ def _window_softmax_moments(
     """
     nw = len(window)
     nd = logits.ndim
-    lowest = xp.full((), -float(xp.finfo(logits.dtype).max), dtype=logits.dtype, device=device(logits))  # a fill, not a host copy
+    lowest = xp.full(
+        (), -float(xp.finfo(logits.dtype).max), dtype=logits.dtype, device=device(logits)
+    )  # a fill, not a host copy
     m = sums = u = None
     offsets: dict[int, Array] = {}
     for j in reversed(range(nw)):
@@ -59,8 +67,11 @@ def _window_softmax_moments(
             src = [None, None, None if values is None else padded(values, 0.0)]
         else:
             src_m = padded(m, -math.inf)
-            src = [padded(sums, 0.0), {a: padded(t, 0.0) for a, t in offsets.items()},
-                   None if u is None else padded(u, 0.0)]
+            src = [
+                padded(sums, 0.0),
+                {a: padded(t, 0.0) for a, t in offsets.items()},
+                None if u is None else padded(u, 0.0),
+            ]
         m_taps = taps(src_m)
         if s == 1 and k > 3:
             new_m = hooks.window_max(src_m, (k,) + (1,) * (nw - 1 - j), xp=xp)[c.axis_slice(nd, axis, 0, o)]
@@ -94,8 +105,17 @@ def _window_softmax_moments(
 
 
 def _conv_soft_argmax(
-    func: str, input: Array, kernel_size: Any, stride: Any, padding: Any, temperature: Any,
-    normalized_coordinates: bool, eps: float, output_value: bool, strict_maxima_bonus: float, ndim: int,
+    func: str,
+    input: Array,
+    kernel_size: Any,
+    stride: Any,
+    padding: Any,
+    temperature: Any,
+    normalized_coordinates: bool,
+    eps: float,
+    output_value: bool,
+    strict_maxima_bonus: float,
+    ndim: int,
 ) -> Array | tuple[Array, Array]:
     layout = "(B, C, H, W)" if ndim == 2 else "(B, C, D, H, W)"
     xp = v.namespace(func, input=input)
@@ -124,16 +144,35 @@ def _conv_soft_argmax(
     hooks = hooks_for(xp)
     temp = v.temperature(func, temperature, input, shape[:2] + (1,) * ndim, xp, hooks)
     return hooks.blockwise(
-        func, _CONV_BLOCKS, input, temp, xp=xp, window=window, strides=strides,
-        widths=tuple((p, p) for p in pads), first=tuple(-p for p in pads), sizes=spatial,
-        normalized=normalized_coordinates, output_value=output_value, bonus=bonus,
+        func,
+        _CONV_BLOCKS,
+        input,
+        temp,
+        xp=xp,
+        window=window,
+        strides=strides,
+        widths=tuple((p, p) for p in pads),
+        first=tuple(-p for p in pads),
+        sizes=spatial,
+        normalized=normalized_coordinates,
+        output_value=output_value,
+        bonus=bonus,
     )
 
 
 def _conv_kernel(
-    input: Array, temp: Array | float, *, window: tuple[int, ...], strides: tuple[int, ...],
-    widths: tuple[tuple[int, int], ...], first: tuple[int, ...], sizes: tuple[int, ...], normalized: bool,
-    output_value: bool, bonus: float, xp: Any,
+    input: Array,
+    temp: Array | float,
+    *,
+    window: tuple[int, ...],
+    strides: tuple[int, ...],
+    widths: tuple[tuple[int, int], ...],
+    first: tuple[int, ...],
+    sizes: tuple[int, ...],
+    normalized: bool,
+    output_value: bool,
+    bonus: float,
+    xp: Any,
 ) -> Array | tuple[Array, Array]:
     """The windowed soft-argmax of ``input`` padded by ``widths`` (``(before, after)`` per axis).
 
@@ -145,7 +184,9 @@ def _conv_kernel(
     hooks = hooks_for(xp)
     dtype = c.compute_dtype(input.dtype, xp=xp)
     x = xp.astype(input, dtype, copy=False)
-    logits = x if c.is_constant(temp, 1.0) else x / (temp if isinstance(temp, float) else xp.astype(temp, dtype))
+    logits = (
+        x if c.is_constant(temp, 1.0) else x / (temp if isinstance(temp, float) else xp.astype(temp, dtype))
+    )
     shape = tuple(input.shape)
     spatial = shape[2:]
     count = tuple((n + a + b - k) // s + 1 for n, (a, b), k, s in zip(spatial, widths, window, strides))
@@ -173,13 +214,21 @@ def _conv_kernel(
             block_count = list(count)
             block_count[r] = o1 - o0
             total, moments, value_sum = _window_softmax_moments(
-                flat_logits[tuple(index)], None if flat_x is None else flat_x[tuple(index)], window, strides,
-                tuple(block_widths), tuple(block_count), hooks, xp=xp,
+                flat_logits[tuple(index)],
+                None if flat_x is None else flat_x[tuple(index)],
+                window,
+                strides,
+                tuple(block_widths),
+                tuple(block_count),
+                hooks,
+                xp=xp,
             )
             coords = []
             for axis, (n, f, s, o) in enumerate(zip(sizes, first, strides, block_count)):
                 o_first = o0 if axis == r else 0
-                start = xp.arange(o_first, o_first + o, dtype=dtype, device=device(input)) * float(s) + float(f)
+                start = xp.arange(o_first, o_first + o, dtype=dtype, device=device(input)) * float(s) + float(
+                    f
+                )
                 start = xp.reshape(start, (o,) + (1,) * (ndim - 1 - axis))
                 coord = start + moments[axis] / total
                 coords.append(c.normalize(coord, n) if normalized else coord)
@@ -191,7 +240,9 @@ def _conv_kernel(
         coords_blocks.append(coords_row)
         value_blocks.append(value_row)
     coords_out = c.concat_blocks(coords_blocks, 2 + r, xp=xp)
-    coords_out = xp.astype(xp.reshape(coords_out, (shape[0], shape[1], ndim, *count)), input.dtype, copy=False)
+    coords_out = xp.astype(
+        xp.reshape(coords_out, (shape[0], shape[1], ndim, *count)), input.dtype, copy=False
+    )
     if not output_value:
         return coords_out
     value = xp.reshape(c.concat_blocks(value_blocks, 1 + r, xp=xp), (shape[0], shape[1], *count))
@@ -250,8 +301,17 @@ def conv_soft_argmax2d(
     (array([2., 1.]), 20.0)
     """
     return _conv_soft_argmax(
-        "conv_soft_argmax2d", input, kernel_size, stride, padding, temperature,
-        normalized_coordinates, eps, output_value, 0.0, 2,
+        "conv_soft_argmax2d",
+        input,
+        kernel_size,
+        stride,
+        padding,
+        temperature,
+        normalized_coordinates,
+        eps,
+        output_value,
+        0.0,
+        2,
     )
 
 
@@ -305,8 +365,17 @@ def conv_soft_argmax3d(
     array([1., 1., 2.])
     """
     return _conv_soft_argmax(
-        "conv_soft_argmax3d", input, kernel_size, stride, padding, temperature,
-        normalized_coordinates, eps, output_value, strict_maxima_bonus, 3,
+        "conv_soft_argmax3d",
+        input,
+        kernel_size,
+        stride,
+        padding,
+        temperature,
+        normalized_coordinates,
+        eps,
+        output_value,
+        strict_maxima_bonus,
+        3,
     )
 
 
@@ -318,6 +387,8 @@ def _conv_outputs(ndim: int, params: dict[str, Any]) -> tuple[Output, ...]:
 # Blockwise: strided windows; a block gets exactly the input its windows read (``widths``, ``first``).
 _CONV_BLOCKS = Blockwise(
     _conv_kernel,
-    windows=lambda params: tuple((k, s, a) for k, s, (a, _) in zip(params["window"], params["strides"], params["widths"])),
+    windows=lambda params: tuple(
+        (k, s, a) for k, s, (a, _) in zip(params["window"], params["strides"], params["widths"])
+    ),
     outputs=_conv_outputs,
 )

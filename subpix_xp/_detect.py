@@ -193,13 +193,17 @@ def detect_blobs(
     xp = v.namespace(_FUNC, image=image)
     missing = [name for name in _NEEDS if not hasattr(xp, name)]
     if missing:
-        msg = (f"{_FUNC}: the array library of `image` ({type(image).__module__}) lacks {', '.join(missing)}, "
-               "which the keypoint selection needs; convert the image first (a Dask array: `.compute()`)")
+        msg = (
+            f"{_FUNC}: the array library of `image` ({type(image).__module__}) lacks {', '.join(missing)}, "
+            "which the keypoint selection needs; convert the image first (a Dask array: `.compute()`)"
+        )
         raise TypeError(msg)
     single = image.ndim == 2
     if image.ndim not in (2, 4):
-        msg = (f"{_FUNC}: expected `image` of shape (H, W) (one grey image) or (B, C, H, W); got shape "
-               f"{tuple(image.shape)} (one (H, W, C) colour image: pass image.transpose(2, 0, 1)[None])")
+        msg = (
+            f"{_FUNC}: expected `image` of shape (H, W) (one grey image) or (B, C, H, W); got shape "
+            f"{tuple(image.shape)} (one (H, W, C) colour image: pass image.transpose(2, 0, 1)[None])"
+        )
         raise ValueError(msg)
     if single:
         image = image[None, None, ...]
@@ -213,7 +217,9 @@ def detect_blobs(
         border_sigmas=v.check_number(_FUNC, "border_sigmas", border_sigmas, minimum=0.0),
         spatial_refit=v.check_bool(_FUNC, "spatial_refit", spatial_refit),
         keep_unrefined=v.check_bool(_FUNC, "keep_unrefined", keep_unrefined),
-        budget=4 * k if max_candidates is None else v.check_int(_FUNC, "max_candidates", max_candidates, minimum=0),
+        budget=4 * k
+        if max_candidates is None
+        else v.check_int(_FUNC, "max_candidates", max_candidates, minimum=0),
         n_iters=v.check_int(_FUNC, "n_iters", n_iters, minimum=0),
         step=v.check_number(_FUNC, "max_subpixel_shift", max_subpixel_shift, minimum=0.0),
     )
@@ -233,7 +239,9 @@ def detect_blobs(
     gray, unit, span, usable = _normalise(gray, xp=xp)
     floor = None if params.threshold is None else params.threshold * span  # (B, 1)
 
-    octaves = scale_pyramid(gray, params.n_levels, init_sigma, min_size, double_image, _EXTRA_LEVELS, hooks, xp=xp)
+    octaves = scale_pyramid(
+        gray, params.n_levels, init_sigma, min_size, double_image, _EXTRA_LEVELS, hooks, xp=xp
+    )
     fields = _keypoints(octaves, params, floor, hooks, xp=xp)
     if fields is None:
         return _squeeze(_empty(b, k, dtype, image, xp=xp), single)
@@ -281,7 +289,9 @@ def _grey(image: Array, hooks: Hooks, *, xp: Any) -> tuple[Array, Any]:
         if image.dtype != xp.bool:
             gray = gray / float(xp.iinfo(image.dtype).max)
     else:
-        msg = f"{_FUNC}: expected a real (floating, integer or bool) array for `image`; got dtype {image.dtype}"
+        msg = (
+            f"{_FUNC}: expected a real (floating, integer or bool) array for `image`; got dtype {image.dtype}"
+        )
         raise TypeError(msg)
     if image.shape[1] > 1:
         gray = xp.mean(gray, axis=1, keepdims=True)
@@ -301,8 +311,10 @@ def _normalise(gray: Array, *, xp: Any) -> tuple[Array, Array, Array, Array]:
     finite = xp.isfinite(gray)
     usable = xp.all(xp.reshape(finite, (b, -1)), axis=1, keepdims=True)
     if hooks_for(xp).can_inspect(gray) and not bool(xp.all(usable)):
-        msg = (f"{_FUNC}: `image` has NaN or infinite pixels; replace them first "
-               "(for example with np.nan_to_num or the median of the finite pixels)")
+        msg = (
+            f"{_FUNC}: `image` has NaN or infinite pixels; replace them first "
+            "(for example with np.nan_to_num or the median of the finite pixels)"
+        )
         raise ValueError(msg)
     gray = xp.where(finite, gray, xp.zeros_like(gray))
     flat = xp.reshape(gray, (b, -1))
@@ -352,7 +364,9 @@ def _candidates(octaves: list[Any], p: _Params, floor: Array | None, *, xp: Any)
     if not parts:
         return None
     b = parts[0][0].shape[0]
-    resp, is_max, is_min = (xp.concat([xp.reshape(part[i], (b, -1)) for part in parts], axis=1) for i in range(3))
+    resp, is_max, is_min = (
+        xp.concat([xp.reshape(part[i], (b, -1)) for part in parts], axis=1) for i in range(3)
+    )
     if not p.minima:
         is_min = xp.zeros_like(is_max)
     score = xp.where(is_min, -resp, resp)
@@ -362,7 +376,9 @@ def _candidates(octaves: list[Any], p: _Params, floor: Array | None, *, xp: Any)
     return resp, is_min, score, candidate, cap, tables
 
 
-def _keypoints(octaves: list[Any], p: _Params, floor: Array | None, hooks: Hooks, *, xp: Any) -> list[Array] | None:
+def _keypoints(
+    octaves: list[Any], p: _Params, floor: Array | None, hooks: Hooks, *, xp: Any
+) -> list[Array] | None:
     """The refined candidates of every octave: ``[score, x, y, log_sigma, bright, valid]``, each ``(B, M)``.
 
     Coordinates and sigma in input pixels; ``score`` is ``-inf`` where not valid.
@@ -403,8 +419,10 @@ def _keypoints(octaves: list[Any], p: _Params, floor: Array | None, hooks: Hooks
         kept
         & (~sign_min | bright)
         & xp.isfinite(value)
-        & (x - half >= p.border) & (x + half <= right)
-        & (y - half >= p.border) & (y + half <= bottom)
+        & (x - half >= p.border)
+        & (x + half <= right)
+        & (y - half >= p.border)
+        & (y + half <= bottom)
     )
     if floor is not None:
         valid = valid & (value > floor) & (floor > 0)
@@ -417,8 +435,14 @@ def _keypoints(octaves: list[Any], p: _Params, floor: Array | None, hooks: Hooks
     fx, fy = table(5, resp.dtype), table(6, resp.dtype)
     # An axis of one pixel maps with factor 0; no keypoint fits there, the floor keeps the log finite.
     log_area = 0.5 * xp.log(xp.maximum(fx * fy, xp.full_like(fx, 1e-30)))
-    return [xp.where(valid, value, xp.full_like(value, -math.inf)), x * fx, y * fy, log_sigma + log_area,
-            bright & valid, valid]
+    return [
+        xp.where(valid, value, xp.full_like(value, -math.inf)),
+        x * fx,
+        y * fy,
+        log_sigma + log_area,
+        bright & valid,
+        valid,
+    ]
 
 
 def _select(fields: list[Array], k: int, radius: float | None, scale_step: float, *, xp: Any) -> Blobs:

@@ -87,8 +87,9 @@ def _import(name: str) -> Any:
 
 
 def _numpy() -> Library:
-    return Library("numpy", importlib.import_module("array_api_compat.numpy"), np.asarray, np.asarray,
-                   device="cpu")
+    return Library(
+        "numpy", importlib.import_module("array_api_compat.numpy"), np.asarray, np.asarray, device="cpu"
+    )
 
 
 def _strict() -> Library:
@@ -109,8 +110,14 @@ def _torch(device: str) -> Callable[[], Library]:
                 torch.cuda.synchronize()
             return x
 
-        return Library(name, xp, lambda a: torch.asarray(np.array(a), device=device), to_numpy,
-                       device=torch.device(device), sync=sync)
+        return Library(
+            name,
+            xp,
+            lambda a: torch.asarray(np.array(a), device=device),
+            to_numpy,
+            device=torch.device(device),
+            sync=sync,
+        )
 
     return load
 
@@ -126,8 +133,14 @@ def _cupy() -> Library:
         cupy.cuda.get_current_stream().synchronize()
         return x
 
-    return Library("cupy", importlib.import_module("array_api_compat.cupy"), cupy.asarray, to_numpy,
-                   device=cupy.cuda.Device(), sync=sync)
+    return Library(
+        "cupy",
+        importlib.import_module("array_api_compat.cupy"),
+        cupy.asarray,
+        to_numpy,
+        device=cupy.cuda.Device(),
+        sync=sync,
+    )
 
 
 def _jax() -> Library:
@@ -140,8 +153,16 @@ def _jax() -> Library:
     def compile_(fn: Callable[..., Any], *args: Any) -> Callable[..., Any]:
         return jax.jit(fn).lower(*args).compile()
 
-    return Library("jax", jnp, jnp.asarray, to_numpy, float64=bool(jax.config.read("jax_enable_x64")),
-                   device=jax.devices()[0], sync=sync, compile=compile_)
+    return Library(
+        "jax",
+        jnp,
+        jnp.asarray,
+        to_numpy,
+        float64=bool(jax.config.read("jax_enable_x64")),
+        device=jax.devices()[0],
+        sync=sync,
+        compile=compile_,
+    )
 
 
 def _dask() -> Library:

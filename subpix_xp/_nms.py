@@ -21,7 +21,9 @@ def _split(k: int) -> tuple[int, int]:
     return before, k - 1 - before
 
 
-def _exclusive(x: Array, window: tuple[int, ...], reduce: Any, combine: Any, *, xp: Any) -> tuple[Array, Array | None]:
+def _exclusive(
+    x: Array, window: tuple[int, ...], reduce: Any, combine: Any, *, xp: Any
+) -> tuple[Array, Array | None]:
     """Each full window's centre value and the reduction (max or min) of the rest of the window.
 
     Both come on the "valid" region (``n - k + 1`` positions on each windowed axis); the rest is
@@ -65,7 +67,9 @@ def _row_axis(spatial: tuple[int, ...]) -> int:
     return max(range(len(spatial) - 1), key=lambda a: spatial[a])
 
 
-def _strict_extrema(x: Array, window: tuple[int, ...], which: tuple[str, ...], hooks: Hooks, *, xp: Any) -> list[Array]:
+def _strict_extrema(
+    x: Array, window: tuple[int, ...], which: tuple[str, ...], hooks: Hooks, *, xp: Any
+) -> list[Array]:
     """Masks of strict maxima and/or minima (``which`` holds ``"max"``/``"min"``), full size.
 
     Large arrays are cut into blocks of about ``hooks.block_elements`` elements (with the window's

@@ -108,8 +108,14 @@ def _solve(fit: tuple[Array, ...], *, xp: Any) -> tuple[Array, Array, Array, Arr
 
 
 def _step(
-    position: tuple[Array, Array, Array], shift: tuple[Array, Array, Array], ok: Array,
-    size: tuple[int, int, int], threshold: float, allow_scale_steps: bool, *, xp: Any,
+    position: tuple[Array, Array, Array],
+    shift: tuple[Array, Array, Array],
+    ok: Array,
+    size: tuple[int, int, int],
+    threshold: float,
+    allow_scale_steps: bool,
+    *,
+    xp: Any,
 ) -> tuple[tuple[Array, Array, Array], Array, Array]:
     """One iteration's move: returns the new ``(d, h, w)``, whether it is still valid, whether it moved.
 
@@ -120,7 +126,9 @@ def _step(
         steps = axis > 0 or allow_scale_steps
         if steps:
             one = xp.ones_like(p)
-            move = xp.where(ok & (s > threshold), one, xp.where(ok & (s < -threshold), -one, xp.zeros_like(p)))
+            move = xp.where(
+                ok & (s > threshold), one, xp.where(ok & (s < -threshold), -one, xp.zeros_like(p))
+            )
             p = p + move
             ok = ok & (p >= 1) & (p <= n - 2)
             p = xp.clip(p, 0, n - 1)
@@ -140,16 +148,25 @@ def _converged(shift: tuple[Array, ...], ok: Array, moved: Array) -> Array:
 # Shared plumbing.
 
 
-def _check(func: str, input: Array, precomputed_nms_mask: Array | None, n_iters: Any, strict_maxima_bonus: Any,
-           max_subpixel_shift: Any, allow_scale_steps: Any) -> tuple[Any, Array]:
+def _check(
+    func: str,
+    input: Array,
+    precomputed_nms_mask: Array | None,
+    n_iters: Any,
+    strict_maxima_bonus: Any,
+    max_subpixel_shift: Any,
+    allow_scale_steps: Any,
+) -> tuple[Any, Array]:
     """The namespace, and ``input`` checked and in its native byte order; the other parameters checked."""
     xp = v.namespace(func, input=input, precomputed_nms_mask=precomputed_nms_mask)
     v.check_ndim(func, "input", input, 5, "(B, C, D, H, W)")
     input = v.check_floating(func, "input", input, xp)
     if precomputed_nms_mask is not None:
         if tuple(precomputed_nms_mask.shape) != tuple(input.shape):
-            msg = (f"{func}: expected `precomputed_nms_mask` of the input's shape {tuple(input.shape)}; "
-                   f"got {tuple(precomputed_nms_mask.shape)}")
+            msg = (
+                f"{func}: expected `precomputed_nms_mask` of the input's shape {tuple(input.shape)}; "
+                f"got {tuple(precomputed_nms_mask.shape)}"
+            )
             raise ValueError(msg)
         if precomputed_nms_mask.dtype != xp.bool:
             msg = f"{func}: expected a bool `precomputed_nms_mask`; got dtype {precomputed_nms_mask.dtype}"
@@ -171,14 +188,17 @@ def _check_index_range(func: str, shape: tuple[int, ...], *, xp: Any) -> None:
     dtype = c.index_dtype(xp=xp)
     limit = int(xp.iinfo(dtype).max)
     if total >= limit:
-        msg = (f"{func}: expected at most {limit - 1} voxels in `input`, the most that {dtype} indices (this "
-               f"array library's default) can number; got shape {shape} ({total} voxels). Split the batch, "
-               f"or with JAX enable 64-bit indices: jax.config.update(\"jax_enable_x64\", True)")
+        msg = (
+            f"{func}: expected at most {limit - 1} voxels in `input`, the most that {dtype} indices (this "
+            f"array library's default) can number; got shape {shape} ({total} voxels). Split the batch, "
+            f'or with JAX enable 64-bit indices: jax.config.update("jax_enable_x64", True)'
+        )
         raise ValueError(msg)
 
 
-def _grid(shape: tuple[int, ...], dtype: Any, like: Array, origin: tuple[int, int, int] = (0, 0, 0), *,
-          xp: Any) -> Array:
+def _grid(
+    shape: tuple[int, ...], dtype: Any, like: Array, origin: tuple[int, int, int] = (0, 0, 0), *, xp: Any
+) -> Array:
     """Grid coordinates ``(B, C, 3, D, H, W)`` ordered ``(depth, x, y)``; voxel 0 sits at ``origin`` ``(d, h, w)``."""
     b, ch, d, h, w = shape
     od, oh, ow = origin
@@ -190,8 +210,9 @@ def _grid(shape: tuple[int, ...], dtype: Any, like: Array, origin: tuple[int, in
     return xp.broadcast_to(grid, (b, ch, 3, d, h, w))
 
 
-def _grid_array(shape: tuple[int, ...], dtype: Any, like: Array, origin: tuple[int, int, int] = (0, 0, 0), *,
-                xp: Any) -> Array:
+def _grid_array(
+    shape: tuple[int, ...], dtype: Any, like: Array, origin: tuple[int, int, int] = (0, 0, 0), *, xp: Any
+) -> Array:
     """:func:`_grid` materialised in one pass: the three broadcast planes concatenated on axis 2."""
     b, ch, d, h, w = shape
     od, oh, ow = origin
@@ -238,8 +259,15 @@ def _edge_pad1(a: Array, *, xp: Any) -> Array:
 
 
 def _dense_refine(
-    x: Array, mask: Array, n_iters: int, threshold: float, allow_scale_steps: bool, radius: int | None,
-    hooks: Hooks, *, xp: Any,
+    x: Array,
+    mask: Array,
+    n_iters: int,
+    threshold: float,
+    allow_scale_steps: bool,
+    radius: int | None,
+    hooks: Hooks,
+    *,
+    xp: Any,
 ) -> tuple[Array, Array]:
     """Follow every maximum of ``x`` ``(BC, D, H, W)`` through the dense transition table.
 
@@ -284,7 +312,13 @@ def _dense_refine(
 
 
 def _assemble(
-    input: Array, x: Array, final: Array, shifts: Array, bonus: float, origin: tuple[int, int, int] = (0, 0, 0), *,
+    input: Array,
+    x: Array,
+    final: Array,
+    shifts: Array,
+    bonus: float,
+    origin: tuple[int, int, int] = (0, 0, 0),
+    *,
     xp: Any,
 ) -> tuple[Array, Array]:
     """Dense outputs from the flat final voxel (``-1``: unrefined) and the per-voxel ``(ss, sx, sy, g.s)``."""
@@ -294,7 +328,9 @@ def _assemble(
     refined = final >= 0
     safe = xp.where(refined, final, xp.zeros_like(final))
     fd, fh, fw = _unflatten(safe, size)
-    grid = xp.reshape(_grid(shape, x.dtype, x, origin, xp=xp), (shape[0] * shape[1], 3, total // (shape[0] * shape[1])))
+    grid = xp.reshape(
+        _grid(shape, x.dtype, x, origin, xp=xp), (shape[0] * shape[1], 3, total // (shape[0] * shape[1]))
+    )
     flat_x = xp.reshape(x, (total,))
     parts = []
     for axis, (pos, offset) in enumerate(zip((fd, fw, fh), (origin[0], origin[2], origin[1]))):
@@ -307,9 +343,19 @@ def _assemble(
     return xp.astype(coords, input.dtype), xp.astype(xp.reshape(value, shape), input.dtype)
 
 
-def _static_path(input: Array, mask: Array, n_iters: int, bonus: float, threshold: float,
-                 allow_scale_steps: bool, radius: int | None, hooks: Hooks, origin: tuple[int, int, int] = (0, 0, 0),
-                 *, xp: Any) -> tuple[Array, Array]:
+def _static_path(
+    input: Array,
+    mask: Array,
+    n_iters: int,
+    bonus: float,
+    threshold: float,
+    allow_scale_steps: bool,
+    radius: int | None,
+    hooks: Hooks,
+    origin: tuple[int, int, int] = (0, 0, 0),
+    *,
+    xp: Any,
+) -> tuple[Array, Array]:
     b, ch, d, h, w = input.shape
     x = xp.reshape(xp.astype(input, c.compute_dtype(input.dtype, xp=xp)), (b * ch, d, h, w))
     mask = xp.reshape(mask, (b * ch, d, h, w))
@@ -369,19 +415,36 @@ def conv_quad_interp3d(
     array([2.2, 2.7, 3.4])
     """
     func = "conv_quad_interp3d"
-    xp, input = _check(func, input, precomputed_nms_mask, n_iters, strict_maxima_bonus, max_subpixel_shift,
-                allow_scale_steps)
+    xp, input = _check(
+        func, input, precomputed_nms_mask, n_iters, strict_maxima_bonus, max_subpixel_shift, allow_scale_steps
+    )
     radius = v.check_int(func, "dilation_radius", dilation_radius, minimum=0)
     return hooks_for(xp).blockwise(
-        func, _CONV_QUAD_BLOCKS, input, precomputed_nms_mask, xp=xp, n_iters=n_iters,
-        bonus=float(strict_maxima_bonus), threshold=float(max_subpixel_shift), allow_scale_steps=allow_scale_steps,
-        radius=radius, origin=(0, 0, 0),
+        func,
+        _CONV_QUAD_BLOCKS,
+        input,
+        precomputed_nms_mask,
+        xp=xp,
+        n_iters=n_iters,
+        bonus=float(strict_maxima_bonus),
+        threshold=float(max_subpixel_shift),
+        allow_scale_steps=allow_scale_steps,
+        radius=radius,
+        origin=(0, 0, 0),
     )
 
 
 def _conv_quad_kernel(
-    input: Array, mask: Array | None, *, n_iters: int, bonus: float, threshold: float, allow_scale_steps: bool,
-    radius: int, origin: tuple[int, int, int], xp: Any,
+    input: Array,
+    mask: Array | None,
+    *,
+    n_iters: int,
+    bonus: float,
+    threshold: float,
+    allow_scale_steps: bool,
+    radius: int,
+    origin: tuple[int, int, int],
+    xp: Any,
 ) -> tuple[Array, Array]:
     """:func:`conv_quad_interp3d` on a whole array, or on one block whose voxel 0 sits at ``origin``."""
     hooks = hooks_for(xp)
@@ -394,13 +457,17 @@ def _conv_quad_kernel(
         # Eager CPU arrays: the same rule evaluated at the keypoints only (the table entries they
         # read), with the dilated-maxima test read at each fit's voxel: bitwise the dense result.
         reach = _reach(mask, radius, n_iters, hooks, xp=xp)
-        return _sparse_path(input, mask, n_iters, bonus, threshold, allow_scale_steps, None, hooks, origin, reach,
-                            xp=xp)
-    return _static_path(input, mask, n_iters, bonus, threshold, allow_scale_steps, radius, hooks, origin, xp=xp)
+        return _sparse_path(
+            input, mask, n_iters, bonus, threshold, allow_scale_steps, None, hooks, origin, reach, xp=xp
+        )
+    return _static_path(
+        input, mask, n_iters, bonus, threshold, allow_scale_steps, radius, hooks, origin, xp=xp
+    )
 
 
-def _no_iterations(input: Array, mask: Array, bonus: float, origin: tuple[int, int, int] = (0, 0, 0), *,
-                   xp: Any) -> tuple[Array, Array]:
+def _no_iterations(
+    input: Array, mask: Array, bonus: float, origin: tuple[int, int, int] = (0, 0, 0), *, xp: Any
+) -> tuple[Array, Array]:
     """With no iteration every maximum is kept where it is, with the bonus added."""
     coords = _grid_array(tuple(input.shape), input.dtype, input, origin, xp=xp)
     values = c.copy(input) if c.is_constant(bonus, 0.0) else xp.where(mask, input + bonus, input)
@@ -429,14 +496,23 @@ def _top_per_image(index: Array, values: Array, per_image: int, volume: int, *, 
 # The 19 neighbours a fit reads, as (dd, dh, dw): the centre, the 6 faces and the 12 edges.
 _NEIGHBOURS = tuple(
     (dd, dh, dw)
-    for dd in (-1, 0, 1) for dh in (-1, 0, 1) for dw in (-1, 0, 1)
+    for dd in (-1, 0, 1)
+    for dh in (-1, 0, 1)
+    for dw in (-1, 0, 1)
     if abs(dd) + abs(dh) + abs(dw) <= 2
 )
 
 
 def _sparse_refine(
-    flat_x: Array, index: Array, size: tuple[int, int, int], n_iters: int, threshold: float,
-    allow_scale_steps: bool, reach: Array | None = None, *, xp: Any,
+    flat_x: Array,
+    index: Array,
+    size: tuple[int, int, int],
+    n_iters: int,
+    threshold: float,
+    allow_scale_steps: bool,
+    reach: Array | None = None,
+    *,
+    xp: Any,
 ) -> tuple[Array, Array, tuple[Array, Array, Array, Array]]:
     """Iterate the keypoints at flat positions ``index``: final voxel, refined flag and ``(ss, sx, sy, g.s)``.
 
@@ -450,8 +526,9 @@ def _sparse_refine(
     position = _unflatten(index, size)
     ok_all = xp.ones(index.shape, dtype=xp.bool, device=device(index))
     refined = ok_all
-    offsets = xp.asarray([(dd * h + dh) * w + dw for dd, dh, dw in _NEIGHBOURS], dtype=index.dtype,
-                         device=device(index))
+    offsets = xp.asarray(
+        [(dd * h + dh) * w + dw for dd, dh, dw in _NEIGHBOURS], dtype=index.dtype, device=device(index)
+    )
     slot = {n: i for i, n in enumerate(_NEIGHBOURS)}
     for it in range(n_iters):
         cd, ch_, cw = (xp.clip(p, 1, n - 2) for p, n in zip(position, size))
@@ -491,10 +568,20 @@ def _reach(mask: Array, radius: int, n_iters: int, hooks: Hooks, *, xp: Any) -> 
     return xp.reshape(flat, (b * ch * d * h * w,)) > 0
 
 
-def _sparse_path(input: Array, mask: Array, n_iters: int, bonus: float, threshold: float,
-                 allow_scale_steps: bool, max_candidates: int | None, hooks: Hooks,
-                 origin: tuple[int, int, int] = (0, 0, 0), reach: Array | None = None, *,
-                 xp: Any) -> tuple[Array, Array]:
+def _sparse_path(
+    input: Array,
+    mask: Array,
+    n_iters: int,
+    bonus: float,
+    threshold: float,
+    allow_scale_steps: bool,
+    max_candidates: int | None,
+    hooks: Hooks,
+    origin: tuple[int, int, int] = (0, 0, 0),
+    reach: Array | None = None,
+    *,
+    xp: Any,
+) -> tuple[Array, Array]:
     shape = tuple(input.shape)
     size = shape[2:]
     total = math.prod(shape)
@@ -507,8 +594,9 @@ def _sparse_path(input: Array, mask: Array, n_iters: int, bonus: float, threshol
         index = _top_per_image(index, xp.take(flat_x, index), max_candidates, volume, xp=xp)
     if index.shape[0] == 0:
         return _unrefined(input, origin, xp=xp)
-    final, refined, (ss, sx, sy, gds) = _sparse_refine(flat_x, index, size, n_iters, threshold, allow_scale_steps,
-                                                       reach, xp=xp)
+    final, refined, (ss, sx, sy, gds) = _sparse_refine(
+        flat_x, index, size, n_iters, threshold, allow_scale_steps, reach, xp=xp
+    )
     fd, fh, fw = _unflatten(final, size)
     od, oh, ow = _unflatten(index, size)
     points = []
@@ -521,11 +609,12 @@ def _sparse_path(input: Array, mask: Array, n_iters: int, bonus: float, threshol
     order = xp.argsort(xp.reshape(xp.permute_dims(where, (1, 0)), (-1,)), stable=True)
     where = xp.take(xp.reshape(xp.permute_dims(where, (1, 0)), (-1,)), order)
     points = xp.take(xp.reshape(xp.permute_dims(xp.stack(points, axis=0), (1, 0)), (-1,)), order)
-    grid = xp.astype(xp.reshape(_grid_array(shape, dtype, x, origin, xp=xp), (3 * total,)), input.dtype, copy=False)
+    grid = xp.astype(
+        xp.reshape(_grid_array(shape, dtype, x, origin, xp=xp), (3 * total,)), input.dtype, copy=False
+    )
     coords = hooks.expand(xp.astype(points, input.dtype), where, grid, xp=xp)
     value = xp.where(refined, xp.take(flat_x, final) + 0.5 * gds + bonus, xp.take(flat_x, index))
-    values = hooks.expand(xp.astype(value, input.dtype), index, xp.reshape(c.copy(input), (total,)),
-                          xp=xp)
+    values = hooks.expand(xp.astype(value, input.dtype), index, xp.reshape(c.copy(input), (total,)), xp=xp)
     b, ch = shape[:2]
     return xp.reshape(coords, (b, ch, 3, *size)), xp.reshape(values, shape)
 
@@ -581,20 +670,37 @@ def iterative_quad_interp3d(
     array([2.2, 2.7, 3.4])
     """
     func = "iterative_quad_interp3d"
-    xp, input = _check(func, input, precomputed_nms_mask, n_iters, strict_maxima_bonus, max_subpixel_shift,
-                allow_scale_steps)
+    xp, input = _check(
+        func, input, precomputed_nms_mask, n_iters, strict_maxima_bonus, max_subpixel_shift, allow_scale_steps
+    )
     if max_candidates is not None:
         max_candidates = v.check_int(func, "max_candidates", max_candidates, minimum=0)
     return hooks_for(xp).blockwise(
-        func, _ITERATIVE_BLOCKS, input, precomputed_nms_mask, xp=xp, n_iters=n_iters,
-        bonus=float(strict_maxima_bonus), threshold=float(max_subpixel_shift), allow_scale_steps=allow_scale_steps,
-        max_candidates=max_candidates, origin=(0, 0, 0),
+        func,
+        _ITERATIVE_BLOCKS,
+        input,
+        precomputed_nms_mask,
+        xp=xp,
+        n_iters=n_iters,
+        bonus=float(strict_maxima_bonus),
+        threshold=float(max_subpixel_shift),
+        allow_scale_steps=allow_scale_steps,
+        max_candidates=max_candidates,
+        origin=(0, 0, 0),
     )
 
 
 def _iterative_kernel(
-    input: Array, mask: Array | None, *, n_iters: int, bonus: float, threshold: float, allow_scale_steps: bool,
-    max_candidates: int | None, origin: tuple[int, int, int], xp: Any,
+    input: Array,
+    mask: Array | None,
+    *,
+    n_iters: int,
+    bonus: float,
+    threshold: float,
+    allow_scale_steps: bool,
+    max_candidates: int | None,
+    origin: tuple[int, int, int],
+    xp: Any,
 ) -> tuple[Array, Array]:
     """:func:`iterative_quad_interp3d` on a whole array, or on one block whose voxel 0 sits at ``origin``."""
     hooks = hooks_for(xp)
@@ -606,9 +712,12 @@ def _iterative_kernel(
     if not hooks.supports_dynamic_shapes(input):
         if max_candidates is not None:
             mask = _top_per_image_dense(input, mask, max_candidates, xp=xp)
-        return _static_path(input, mask, n_iters, bonus, threshold, allow_scale_steps, None, hooks, origin, xp=xp)
-    return _sparse_path(input, mask, n_iters, bonus, threshold, allow_scale_steps, max_candidates, hooks, origin,
-                        xp=xp)
+        return _static_path(
+            input, mask, n_iters, bonus, threshold, allow_scale_steps, None, hooks, origin, xp=xp
+        )
+    return _sparse_path(
+        input, mask, n_iters, bonus, threshold, allow_scale_steps, max_candidates, hooks, origin, xp=xp
+    )
 
 
 def _top_per_image_dense(input: Array, mask: Array, per_image: int, *, xp: Any) -> Array:
@@ -624,7 +733,9 @@ def _top_per_image_dense(input: Array, mask: Array, per_image: int, *, xp: Any) 
     if per_image == 0:
         return xp.zeros_like(mask)
     flat_mask = xp.reshape(mask, (b * ch, volume))
-    values = xp.where(flat_mask, xp.reshape(input, (b * ch, volume)), xp.asarray(-math.inf, dtype=input.dtype))
+    values = xp.where(
+        flat_mask, xp.reshape(input, (b * ch, volume)), xp.asarray(-math.inf, dtype=input.dtype)
+    )
     kth = hooks_for(xp).kth_largest(values, per_image, xp=xp)
     above = flat_mask & (values > kth)
     tied = flat_mask & (values == kth)
@@ -658,10 +769,17 @@ def _quad_outputs(ndim: int, params: dict[str, Any]) -> tuple[Output, ...]:
 # (where the rule would reject a move) are never reached from the core. Blocks of at least 3 voxels a
 # side, so only volumes shorter than 3 are returned unrefined.
 _CONV_QUAD_BLOCKS = Blockwise(
-    _conv_quad_kernel, halo=lambda params: (max(params["n_iters"] + params["radius"], 1),) * 3, origin=True,
-    minimum=3, outputs=_quad_outputs,
+    _conv_quad_kernel,
+    halo=lambda params: (max(params["n_iters"] + params["radius"], 1),) * 3,
+    origin=True,
+    minimum=3,
+    outputs=_quad_outputs,
 )
 _ITERATIVE_BLOCKS = Blockwise(
-    _iterative_kernel, halo=lambda params: (max(params["n_iters"], 1),) * 3, origin=True, minimum=3,
-    outputs=_quad_outputs, prepare=_lazy_candidates,
+    _iterative_kernel,
+    halo=lambda params: (max(params["n_iters"], 1),) * 3,
+    origin=True,
+    minimum=3,
+    outputs=_quad_outputs,
+    prepare=_lazy_candidates,
 )

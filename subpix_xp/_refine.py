@@ -43,8 +43,10 @@ def check_index_range(func: str, count: int, dtype: Any, *, xp: Any) -> None:
     """``ValueError`` when flat indices up to ``count`` do not fit the default integer ``dtype``."""
     limit = index_limit(dtype, xp=xp)
     if count > limit:
-        msg = (f"{func}: the image is too large for {dtype} indices ({count} > {limit} positions per octave); "
-               "use a smaller image, or enable 64-bit integers (JAX: jax.config.update('jax_enable_x64', True))")
+        msg = (
+            f"{func}: the image is too large for {dtype} indices ({count} > {limit} positions per octave); "
+            "use a smaller image, or enable 64-bit integers (JAX: jax.config.update('jax_enable_x64', True))"
+        )
         raise ValueError(msg)
 
 
@@ -52,7 +54,9 @@ def check_index_range(func: str, count: int, dtype: Any, *, xp: Any) -> None:
 # Candidate selection
 
 
-def select_candidates(score: Array, valid: Array, m: int, cap: int, hooks: Hooks, *, xp: Any) -> tuple[Array, Array]:
+def select_candidates(
+    score: Array, valid: Array, m: int, cap: int, hooks: Hooks, *, xp: Any
+) -> tuple[Array, Array]:
     """``(index, kept)``, ``(B, m)``: the ``m`` highest-scoring valid entries of each row of ``score`` ``(B, V)``.
 
     Strongest first; ties keep the earlier entry (a stable descending sort). Slots past a row's
@@ -77,7 +81,9 @@ def _top_sparse(score: Array, valid: Array, k: int, hooks: Hooks, *, xp: Any) ->
         by_value = xp.argsort(values, descending=True, stable=True)  # ties: the earlier entry
         grouped = xp.take(by_value, xp.argsort(xp.take(rows, by_value), stable=True))
         owner = xp.astype(xp.take(rows, grouped), cols.dtype)
-        rank = xp.arange(grouped.shape[0], dtype=cols.dtype, device=dev) - xp.searchsorted(owner, owner, side="left")
+        rank = xp.arange(grouped.shape[0], dtype=cols.dtype, device=dev) - xp.searchsorted(
+            owner, owner, side="left"
+        )
         k = min(k, int(xp.max(rank)) + 1)  # no slot that no row fills
         index, kept = index[: b * k], kept[: b * k]
         keep = xp.nonzero(rank < k)[0]
@@ -99,20 +105,25 @@ def _top_static(score: Array, valid: Array, k: int, cap: int, *, xp: Any) -> tup
     b, n = score.shape
     dev = device(score)
     if cap >= n:
-        order = xp.argsort(xp.where(valid, score, xp.full_like(score, -math.inf)), axis=1, descending=True,
-                           stable=True)[:, :k]
+        order = xp.argsort(
+            xp.where(valid, score, xp.full_like(score, -math.inf)), axis=1, descending=True, stable=True
+        )[:, :k]
         return order, xp.take_along_axis(valid, order, axis=1)
     index_dtype = xp.asarray(0, device=dev).dtype  # the default integer dtype
     check_index_range("detect_blobs", n + 1 + cap, index_dtype, xp=xp)
     per_group = max(1, (index_limit(index_dtype, xp=xp) - cap) // (n + 1))
-    parts = [_pack_sort(score[s : s + per_group, ...], valid[s : s + per_group, ...], k, cap, index_dtype, xp=xp)
-             for s in range(0, b, per_group)]
+    parts = [
+        _pack_sort(score[s : s + per_group, ...], valid[s : s + per_group, ...], k, cap, index_dtype, xp=xp)
+        for s in range(0, b, per_group)
+    ]
     if len(parts) == 1:
         return parts[0]
     return xp.concat([p[0] for p in parts], axis=0), xp.concat([p[1] for p in parts], axis=0)
 
 
-def _pack_sort(score: Array, valid: Array, k: int, cap: int, index_dtype: Any, *, xp: Any) -> tuple[Array, Array]:
+def _pack_sort(
+    score: Array, valid: Array, k: int, cap: int, index_dtype: Any, *, xp: Any
+) -> tuple[Array, Array]:
     b, n = score.shape
     dev = device(score)
     count = xp.astype(xp.cumulative_sum(xp.astype(valid, xp.int32), axis=1), index_dtype)
@@ -134,8 +145,15 @@ def _pack_sort(score: Array, valid: Array, k: int, cap: int, index_dtype: Any, *
 
 
 def refine(
-    resp: Array, index: Array, sign: Array, geometry: tuple[Array, ...], n_iters: int, threshold: float,
-    hooks: Hooks, *, xp: Any,
+    resp: Array,
+    index: Array,
+    sign: Array,
+    geometry: tuple[Array, ...],
+    n_iters: int,
+    threshold: float,
+    hooks: Hooks,
+    *,
+    xp: Any,
 ) -> tuple[Array, Array, Array, Array, Array]:
     """Refine the extrema of ``sign * resp`` at flat positions ``index`` ``(B, M)`` of ``resp`` ``(B, T)``.
 
@@ -155,7 +173,13 @@ def refine(
     start_value = sign * xp.take_along_axis(resp, index, axis=1)
     grid = [xp.astype(p, dtype) for p in start]
     if n_iters == 0:
-        return grid[0], grid[2], grid[1], start_value, xp.zeros(index.shape, dtype=xp.bool, device=device(resp))
+        return (
+            grid[0],
+            grid[2],
+            grid[1],
+            start_value,
+            xp.zeros(index.shape, dtype=xp.bool, device=device(resp)),
+        )
     m = index.shape[1]
     size = (d, h, w)
     offsets = [(dd * h + dh) * w + dw for dd, dh, dw in _NEIGHBOURS]
@@ -168,7 +192,9 @@ def refine(
         cd, ch, cw = (xp.clip(p, 1, n - 2) for p, n in zip(position, size))
         centre = base + (cd * h + ch) * w + cw
         gather = xp.concat([centre + o for o in offsets], axis=1)
-        patch = sign[:, None, :] * xp.reshape(xp.take_along_axis(resp, gather, axis=1), (-1, len(_NEIGHBOURS), m))
+        patch = sign[:, None, :] * xp.reshape(
+            xp.take_along_axis(resp, gather, axis=1), (-1, len(_NEIGHBOURS), m)
+        )
 
         def at(dd: int, dh: int, dw: int) -> Array:
             return patch[:, slot[(dd, dh, dw)], :]
@@ -179,14 +205,27 @@ def refine(
 
     zero = xp.zeros(index.shape, dtype=dtype, device=device(resp))
     no = xp.zeros(index.shape, dtype=xp.bool, device=device(resp))
-    carry = (start, xp.ones(index.shape, dtype=xp.bool, device=device(resp)), start, (zero, zero, zero, zero), no)
+    carry = (
+        start,
+        xp.ones(index.shape, dtype=xp.bool, device=device(resp)),
+        start,
+        (zero, zero, zero, zero),
+        no,
+    )
     _, ok, position, (sx, sy, ss, gds), moved = hooks.fori_loop(n_iters, body, carry, xp=xp)
     refined = _converged((ss, sy, sx), ok, moved)
     final = base + (position[0] * h + position[1]) * w + position[2]
     value = sign * xp.take_along_axis(resp, final, axis=1) + 0.5 * gds
-    level, x, y = (xp.astype(p, dtype) + s for p, s in ((position[0], ss), (position[2], sx), (position[1], sy)))
-    return (xp.where(refined, level, grid[0]), xp.where(refined, x, grid[2]), xp.where(refined, y, grid[1]),
-            xp.where(refined, value, start_value), refined)
+    level, x, y = (
+        xp.astype(p, dtype) + s for p, s in ((position[0], ss), (position[2], sx), (position[1], sy))
+    )
+    return (
+        xp.where(refined, level, grid[0]),
+        xp.where(refined, x, grid[2]),
+        xp.where(refined, y, grid[1]),
+        xp.where(refined, value, start_value),
+        refined,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,7 +233,13 @@ def refine(
 
 
 def local_fit2d(
-    resp: Array, geometry: tuple[Array, ...], level: Array, x: Array, y: Array, *, xp: Any,
+    resp: Array,
+    geometry: tuple[Array, ...],
+    level: Array,
+    x: Array,
+    y: Array,
+    *,
+    xp: Any,
 ) -> tuple[Array, ...]:
     """Spatial derivatives of the response interpolated at ``level``, at the pixel nearest ``(x, y)``.
 
@@ -212,8 +257,9 @@ def local_fit2d(
     # One gather of the 3x3 neighbourhood on both levels (one consumer keeps XLA's fusion small).
     offsets = [dl * (h * w) + dy * w + dx for dl in (0, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
     m = level.shape[1]
-    patch = xp.reshape(xp.take_along_axis(resp, xp.concat([centre + o for o in offsets], axis=1), axis=1),
-                       (-1, 2, 9, m))
+    patch = xp.reshape(
+        xp.take_along_axis(resp, xp.concat([centre + o for o in offsets], axis=1), axis=1), (-1, 2, 9, m)
+    )
     patch = patch[:, 0, ...] + t[:, None, :] * (patch[:, 1, ...] - patch[:, 0, ...])
 
     def at(dy: int, dx: int) -> Array:
@@ -222,8 +268,15 @@ def local_fit2d(
     c = at(0, 0)
     east, west, south, north = at(0, 1), at(0, -1), at(1, 0), at(-1, 0)
     dxy = 0.25 * (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1))
-    return (col, row, 0.5 * (east - west), 0.5 * (south - north), east - 2.0 * c + west, south - 2.0 * c + north,
-            dxy)
+    return (
+        col,
+        row,
+        0.5 * (east - west),
+        0.5 * (south - north),
+        east - 2.0 * c + west,
+        south - 2.0 * c + north,
+        dxy,
+    )
 
 
 def edge_like(dxx: Array, dyy: Array, dxy: Array, ratio: float, *, xp: Any) -> Array:
@@ -260,7 +313,14 @@ def refit_xy(fit: tuple[Array, ...], x: Array, y: Array, *, xp: Any) -> tuple[Ar
 
 
 def duplicates(
-    x: Array, y: Array, log_sigma: Array, valid: Array, radius: float, scale_step: float, *, xp: Any,
+    x: Array,
+    y: Array,
+    log_sigma: Array,
+    valid: Array,
+    radius: float,
+    scale_step: float,
+    *,
+    xp: Any,
     block: int = 1024,
 ) -> Array:
     """Bool ``(B, N)``: candidate ``i`` (ordered strongest first) repeats an earlier valid one.

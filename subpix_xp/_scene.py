@@ -117,7 +117,11 @@ class Match:
 
 
 def match_blobs(
-    scene: Scene, x: np.ndarray, y: np.ndarray, strength: np.ndarray, scale: np.ndarray | None = None,
+    scene: Scene,
+    x: np.ndarray,
+    y: np.ndarray,
+    strength: np.ndarray,
+    scale: np.ndarray | None = None,
     radius: float = 1.5,
 ) -> Match:
     """Match each true blob to the strongest detection within ``radius`` pixels of its centre.
@@ -192,5 +196,7 @@ def locking_statistics(scene: Scene, match: Match) -> Locking:
     se = 2.0 * float(np.std(error * wave) / math.sqrt(n)) if n > 1 else math.nan
     hist = np.histogram(frac, bins=10, range=(0.0, 1.0))[0]
     which = np.clip(((phase + 0.5) * 10).astype(int), 0, 9)
-    bias = np.array([float(np.mean(error[which == b])) if np.any(which == b) else math.nan for b in range(10)])
+    bias = np.array(
+        [float(np.mean(error[which == b])) if np.any(which == b) else math.nan for b in range(10)]
+    )
     return Locking(hist, ks_uniform_p(frac), amplitude, se, bias)

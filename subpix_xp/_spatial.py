@@ -133,9 +133,7 @@ def spatial_expectation2d(input: Array, normalized_coordinates: bool = True) -> 
     func = "spatial_expectation2d"
     xp, input = _heatmaps(func, input)
     v.check_bool(func, "normalized_coordinates", normalized_coordinates)
-    return hooks_for(xp).blockwise(
-        func, _EXPECTATION_BLOCKS, input, xp=xp, normalized=normalized_coordinates
-    )
+    return hooks_for(xp).blockwise(func, _EXPECTATION_BLOCKS, input, xp=xp, normalized=normalized_coordinates)
 
 
 def _expectation_kernel(input: Array, *, normalized: bool, xp: Any) -> Array:
@@ -217,7 +215,9 @@ def _soft_argmax_kernel(input: Array, temp: Array | float, *, normalized: bool, 
     return xp.astype(xp.reshape(coords, (b, n, 2)), input.dtype, copy=False)
 
 
-def render_gaussian2d(mean: Array, std: Array, size: tuple[int, int], normalized_coordinates: bool = True) -> Array:
+def render_gaussian2d(
+    mean: Array, std: Array, size: tuple[int, int], normalized_coordinates: bool = True
+) -> Array:
     """Render the PDF of a 2-D Gaussian on an ``(H, W)`` grid, normalised to sum to one.
 
     Each axis is a softmax of ``-(t - mu)**2 / (2 sigma**2)`` over the grid, so a mean far off the
@@ -300,8 +300,12 @@ def _gaussian_axis(t: Array, mu: Array, scale: Array, floor: float, hooks: Any, 
 
 # Blockwise: each map is read whole (H and W never split); the leading axes are blocked freely.
 _SOFTMAX_BLOCKS = Blockwise(_softmax_kernel, whole=2)
-_EXPECTATION_BLOCKS = Blockwise(_expectation_kernel, whole=2, outputs=lambda ndim, params: (Output(drop=2, new=(2,)),))
-_SOFT_ARGMAX_BLOCKS = Blockwise(_soft_argmax_kernel, whole=2, outputs=lambda ndim, params: (Output(drop=2, new=(2,)),))
+_EXPECTATION_BLOCKS = Blockwise(
+    _expectation_kernel, whole=2, outputs=lambda ndim, params: (Output(drop=2, new=(2,)),)
+)
+_SOFT_ARGMAX_BLOCKS = Blockwise(
+    _soft_argmax_kernel, whole=2, outputs=lambda ndim, params: (Output(drop=2, new=(2,)),)
+)
 _GAUSSIAN_BLOCKS = Blockwise(
     _gaussian_kernel, whole=1, outputs=lambda ndim, params: (Output(drop=1, new=params["size"]),)
 )

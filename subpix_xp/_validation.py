@@ -40,7 +40,9 @@ def namespace(func: str, **arrays: Array | None) -> Any:
     # than one array) one device; anything else takes the full checks below.
     kinds = {type(a) for a in present.values()}
     xp = _NAMESPACE_BY_TYPE.get(kinds.pop()) if len(kinds) == 1 else None
-    if xp is not None and (len(present) == 1 or len({getattr(a, "device", None) for a in present.values()}) == 1):
+    if xp is not None and (
+        len(present) == 1 or len({getattr(a, "device", None) for a in present.values()}) == 1
+    ):
         return xp
     for name, a in present.items():
         if not is_array_api_obj(a):
@@ -52,7 +54,9 @@ def namespace(func: str, **arrays: Array | None) -> Any:
         if len(kinds) == 1 and next(iter(kinds)).__module__.partition(".")[0] in ("numpy", "torch"):
             _NAMESPACE_BY_TYPE[next(iter(kinds))] = xp
     except TypeError:
-        libraries = ", ".join(f"`{name}` is {type(a).__module__}.{type(a).__name__}" for name, a in present.items())
+        libraries = ", ".join(
+            f"`{name}` is {type(a).__module__}.{type(a).__name__}" for name, a in present.items()
+        )
         msg = f"{func}: expected arrays of one array library; got {libraries}"
         raise TypeError(msg) from None
     # A traced JAX array has no device (``None``): it takes the device of the arrays it meets.
@@ -102,7 +106,9 @@ def native_order(x: Array, xp: Any) -> Array:
     return x if own == x.dtype else xp.astype(x, own)
 
 
-def int_tuple(func: str, name: str, value: Any, n: int, *, minimum: int, allow_int: bool = True) -> tuple[int, ...]:
+def int_tuple(
+    func: str, name: str, value: Any, n: int, *, minimum: int, allow_int: bool = True
+) -> tuple[int, ...]:
     """Return ``value`` as a tuple of ``n`` Python ints, each at least ``minimum``, else ``ValueError``."""
     if type(value) is tuple and len(value) == n and all(type(v) is int and v >= minimum for v in value):
         return value  # the common case, without the generic checks' isinstance calls
@@ -141,7 +147,9 @@ def check_bool(func: str, name: str, value: Any) -> bool:
     return value
 
 
-def temperature(func: str, value: Any, x: Array, layout: tuple[int, ...], xp: Any, hooks: Hooks) -> Array | float:
+def temperature(
+    func: str, value: Any, x: Array, layout: tuple[int, ...], xp: Any, hooks: Hooks
+) -> Array | float:
     """Validate a temperature: ``None`` (means 1), a positive number, or a positive real array.
 
     An array must broadcast against ``layout``; it comes back in ``x``'s dtype. Its values are

@@ -211,7 +211,9 @@ def _normalise(array: np.ndarray, path: Path) -> np.ndarray:
         array = array[..., 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] != 3):
         hint = " (a multi-page file or a volume?)" if array.ndim >= 3 else ""
-        raise ValueError(f"expected a 2-D image, or (H, W, 3) colour; got an array of shape {array.shape}{hint}")
+        raise ValueError(
+            f"expected a 2-D image, or (H, W, 3) colour; got an array of shape {array.shape}{hint}"
+        )
     if min(array.shape[:2]) < 1:
         raise ValueError(f"empty image of shape {array.shape}")
     if array.dtype == np.bool_:
@@ -398,7 +400,9 @@ class KeypointWriter:
             return
         what = f"--out {self.out}"
         if self.target.is_dir():
-            raise OutputError(f"{what}: is a folder; give a file name such as {self.target / 'keypoints.csv'}")
+            raise OutputError(
+                f"{what}: is a folder; give a file name such as {self.target / 'keypoints.csv'}"
+            )
         _ensure_folder(self.target.parent, what)
         path = self.partial or self.target
         try:
@@ -427,8 +431,9 @@ class KeypointWriter:
             buffer = io.StringIO()
             writer = csv.writer(buffer, lineterminator="\n")
             for rank, row in enumerate(item["keypoints"]):
-                writer.writerow([item["file"], rank, row["x"], row["y"], row["scale"], row["response"],
-                                 row["polarity"]])
+                writer.writerow(
+                    [item["file"], rank, row["x"], row["y"], row["scale"], row["response"], row["polarity"]]
+                )
             self._write(buffer.getvalue())
         else:
             self._write_json_line(item)
@@ -466,7 +471,7 @@ class KeypointWriter:
         data = memoryview(raw)
         try:
             while data:
-                data = data[self._file.write(data) or 0:]
+                data = data[self._file.write(data) or 0 :]
         except OSError:
             if not self.direct:  # cut back to the last complete record
                 with contextlib.suppress(OSError):
@@ -476,7 +481,10 @@ class KeypointWriter:
         self._size += len(raw)
 
     def _document(self, **extra: Any) -> str:
-        return json.dumps({**self.meta, "images": self.images, "skipped": self.skipped, **extra}, indent=1) + "\n"
+        return (
+            json.dumps({**self.meta, "images": self.images, "skipped": self.skipped, **extra}, indent=1)
+            + "\n"
+        )
 
     def finish(self) -> None:
         """Complete the output: rename ``OUT.partial`` onto ``OUT`` (JSON: write the document)."""
@@ -523,7 +531,9 @@ class KeypointWriter:
             if self.fmt == "csv":
                 self._emit(f"# {note}\n")
             elif self.fmt == "jsonl" or self._file is not None:
-                self._emit(json.dumps({"incomplete": note, "images_done": self.done, "images_total": total}) + "\n")
+                self._emit(
+                    json.dumps({"incomplete": note, "images_done": self.done, "images_total": total}) + "\n"
+                )
             else:  # JSON to standard output: the document so far, marked
                 self._emit(self._document(incomplete=note))
         if self._file is not None:
@@ -544,8 +554,14 @@ def _silence_stdout() -> None:
 
 
 # detect_blobs' settings that reproduce kornia's ScaleSpaceDetector (docs/detector.md).
-KORNIA_OPTIONS: dict[str, Any] = {"threshold": None, "edge_ratio": None, "duplicate_radius": None,
-                                  "spatial_refit": False, "keep_unrefined": True, "max_candidates": 0}
+KORNIA_OPTIONS: dict[str, Any] = {
+    "threshold": None,
+    "edge_ratio": None,
+    "duplicate_radius": None,
+    "spatial_refit": False,
+    "keep_unrefined": True,
+    "max_candidates": 0,
+}
 
 
 def _detect_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -569,13 +585,15 @@ def _rows(result: dict[str, np.ndarray], index: int = 0) -> list[dict[str, Any]]
     valid = result["valid"][index]
     rows = []
     for k in np.flatnonzero(valid):
-        rows.append({
-            "x": round(float(result["x"][index, k]), 4),
-            "y": round(float(result["y"][index, k]), 4),
-            "scale": round(float(result["scale"][index, k]), 4),
-            "response": float(f"{float(result['response'][index, k]):.6g}"),
-            "polarity": "bright" if bool(result["bright"][index, k]) else "dark",
-        })
+        rows.append(
+            {
+                "x": round(float(result["x"][index, k]), 4),
+                "y": round(float(result["y"][index, k]), 4),
+                "scale": round(float(result["scale"][index, k]), 4),
+                "response": float(f"{float(result['response'][index, k]):.6g}"),
+                "polarity": "bright" if bool(result["bright"][index, k]) else "dark",
+            }
+        )
     return rows
 
 
@@ -587,7 +605,9 @@ def _output_format(out: str, fmt: str | None) -> str:
     suffix = Path(out).suffix.lower()
     if suffix in FORMATS:
         return FORMATS[suffix]
-    raise CliError(f"cannot tell the format of --out {out!r} from its suffix; use .csv, .jsonl or .json, or --format")
+    raise CliError(
+        f"cannot tell the format of --out {out!r} from its suffix; use .csv, .jsonl or .json, or --format"
+    )
 
 
 def as_batch(image: np.ndarray, dtype: str) -> np.ndarray:
@@ -664,13 +684,16 @@ def cmd_detect(args: argparse.Namespace) -> int:
     _check_inputs_not_outputs(files, out)
     runner = Runner(args.backend)
     if args.dtype == "float64" and not runner.library.float64:
-        raise CliError(f"--dtype float64: backend {args.backend!r} computes no float64 here"
-                       + (" (set JAX_ENABLE_X64=1)" if args.backend == "jax" else ""))
+        raise CliError(
+            f"--dtype float64: backend {args.backend!r} computes no float64 here"
+            + (" (set JAX_ENABLE_X64=1)" if args.backend == "jax" else "")
+        )
     options = _detect_options(args)
     # Every output is checked (and created) before the first image is read.
     plot = _plot_target(args.plot, len(files)) if args.plot else None
-    writer = KeypointWriter(out, fmt, {"backend": runner.label, "num_features": args.num_features,
-                                       "options": options})
+    writer = KeypointWriter(
+        out, fmt, {"backend": runner.label, "num_features": args.num_features, "options": options}
+    )
     writer.open()
     try:
         skipped = _run_batch(args, files, missing, runner, options, writer, plot)
@@ -684,14 +707,18 @@ def cmd_detect(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     except OutputError as exc:
         where = writer.abandon(f"write failed ({exc})", len(files))
-        _say(f"{PROG}: error: {exc}; stopped after {writer.done} of {len(files)} image(s)"
-             + ("" if writer.target is None else f"; {_kept(writer, where)}"))
+        _say(
+            f"{PROG}: error: {exc}; stopped after {writer.done} of {len(files)} image(s)"
+            + ("" if writer.target is None else f"; {_kept(writer, where)}")
+        )
         return EXIT_OUTPUT
     except BaseException:
         writer.abandon("stopped by an error", len(files))
         raise
-    _say(f"{PROG}: {writer.done} image(s) processed, {skipped} skipped" +
-         (f"; keypoints written to {args.out}" if args.out and args.out != "-" else ""))
+    _say(
+        f"{PROG}: {writer.done} image(s) processed, {skipped} skipped"
+        + (f"; keypoints written to {args.out}" if args.out and args.out != "-" else "")
+    )
     return EXIT_SKIPPED if skipped else EXIT_OK
 
 
@@ -702,8 +729,15 @@ def _kept(writer: KeypointWriter, where: str) -> str:
     return f"their keypoints are in {where}; {writer.out} was not written"
 
 
-def _run_batch(args: argparse.Namespace, files: Sequence[Path], missing: Sequence[tuple[str, str]], runner: Runner,
-               options: dict[str, Any], writer: KeypointWriter, plot: tuple[Path, bool] | None) -> int:
+def _run_batch(
+    args: argparse.Namespace,
+    files: Sequence[Path],
+    missing: Sequence[tuple[str, str]],
+    runner: Runner,
+    options: dict[str, Any],
+    writer: KeypointWriter,
+    plot: tuple[Path, bool] | None,
+) -> int:
     """Detect in every file, writing as each finishes; returns how many inputs were skipped."""
     items, say = _progress(files, not args.quiet)
     debug = _debugging(args)
@@ -733,15 +767,29 @@ def _run_batch(args: argparse.Namespace, files: Sequence[Path], missing: Sequenc
             continue
         elapsed = time.perf_counter() - start
         rows = _rows(result)
-        writer.add({"file": str(path), "height": int(image.shape[0]), "width": int(image.shape[1]),
-                    "count": len(rows), "seconds": round(elapsed, 4), "keypoints": rows})
+        writer.add(
+            {
+                "file": str(path),
+                "height": int(image.shape[0]),
+                "width": int(image.shape[1]),
+                "count": len(rows),
+                "seconds": round(elapsed, 4),
+                "keypoints": rows,
+            }
+        )
         if not args.quiet:
             compiled = f", {runner.compile_seconds:.1f} s of it compiling" if runner.compile_seconds else ""
-            say(f"{path}: {len(rows)} blobs ({image.shape[1]}x{image.shape[0]}, {elapsed * 1e3:.0f} ms{compiled})")
+            say(
+                f"{path}: {len(rows)} blobs ({image.shape[1]}x{image.shape[0]}, {elapsed * 1e3:.0f} ms{compiled})"
+            )
         if plot is not None:
             target = _unique(plot[0], path, used_names) if plot[1] else plot[0]
-            plot_overlay(image if image.ndim == 2 else image.mean(axis=-1), result, target,
-                         title=f"{path.name}: {len(rows)} blobs (orange: bright, cyan: dark)")
+            plot_overlay(
+                image if image.ndim == 2 else image.mean(axis=-1),
+                result,
+                target,
+                title=f"{path.name}: {len(rows)} blobs (orange: bright, cyan: dark)",
+            )
     return len(writer.skipped)
 
 
@@ -767,11 +815,19 @@ def _draw_blobs(ax: Any, result: dict[str, np.ndarray], linewidth: float = 0.8) 
     for k in np.flatnonzero(valid):
         colour = "#ff7f0e" if result["bright"][0, k] else "#17becf"
         radius = math.sqrt(2.0) * float(result["scale"][0, k])  # the blob's radius (its DoG zero)
-        ax.add_patch(Circle((result["x"][0, k], result["y"][0, k]), radius, fill=False, color=colour, lw=linewidth))
+        ax.add_patch(
+            Circle((result["x"][0, k], result["y"][0, k]), radius, fill=False, color=colour, lw=linewidth)
+        )
 
 
-def plot_overlay(image: np.ndarray, result: dict[str, np.ndarray], path: Path, *, title: str = "",
-                 scene: Scene | None = None) -> None:
+def plot_overlay(
+    image: np.ndarray,
+    result: dict[str, np.ndarray],
+    path: Path,
+    *,
+    title: str = "",
+    scene: Scene | None = None,
+) -> None:
     """Write a PNG of ``image`` with a circle of radius ``sqrt(2) * scale`` per keypoint.
 
     Bright blobs are orange, dark ones cyan. With a ``scene``, true centres are marked and a second
@@ -783,8 +839,9 @@ def plot_overlay(image: np.ndarray, result: dict[str, np.ndarray], path: Path, *
     fig_w = 12.0 if panels == 2 else min(12.0, max(5.0, w / 80.0))
     ratios = [w / h, 1.0] if panels == 2 else [1.0]
     fig_h = fig_w / sum(ratios) + 0.6 if panels == 2 else fig_w * h / w + 0.6
-    fig, axes = plt.subplots(1, panels, figsize=(fig_w, fig_h), squeeze=False,
-                             gridspec_kw={"width_ratios": ratios})
+    fig, axes = plt.subplots(
+        1, panels, figsize=(fig_w, fig_h), squeeze=False, gridspec_kw={"width_ratios": ratios}
+    )
     ax = axes[0, 0]
     ax.imshow(image, cmap="gray", interpolation="nearest")
     _draw_blobs(ax, result)
@@ -802,18 +859,23 @@ def plot_overlay(image: np.ndarray, result: dict[str, np.ndarray], path: Path, *
         _draw_blobs(zoom, result, linewidth=1.5)
         keep = result["valid"][0]
         zoom.plot(scene.x, scene.y, "+", color="#d62728", ms=22, mew=1.5, label="true centre")
-        zoom.plot(result["x"][0][keep], result["y"][0][keep], "x", color="#2ca02c", ms=16, mew=1.5,
-                  label="detected")
+        zoom.plot(
+            result["x"][0][keep], result["y"][0][keep], "x", color="#2ca02c", ms=16, mew=1.5, label="detected"
+        )
         zoom.set_xlim(cx - half, cx + half)
         zoom.set_ylim(cy + half, cy - half)
         zoom.set_xticks(np.arange(cx - half, cx + half + 1, 1.0), minor=True)
         zoom.set_yticks(np.arange(cy - half, cy + half + 1, 1.0), minor=True)
         zoom.grid(which="minor", color="white", alpha=0.15, lw=0.5)
         zoom.tick_params(which="both", length=0, labelbottom=False, labelleft=False)
-        err = math.hypot(*(np.array([result["x"][0], result["y"][0]])[:, keep].T
-                           - [scene.x[i], scene.y[i]])[np.argmin(np.hypot(result["x"][0][keep] - scene.x[i],
-                                                                          result["y"][0][keep] - scene.y[i]))])
-        zoom.set_title(f"one blob, pixel by pixel (sigma {scene.sigma[i]:.2f} px, error {err:.3f} px)", fontsize=9)
+        err = math.hypot(
+            *(np.array([result["x"][0], result["y"][0]])[:, keep].T - [scene.x[i], scene.y[i]])[
+                np.argmin(np.hypot(result["x"][0][keep] - scene.x[i], result["y"][0][keep] - scene.y[i]))
+            ]
+        )
+        zoom.set_title(
+            f"one blob, pixel by pixel (sigma {scene.sigma[i]:.2f} px, error {err:.3f} px)", fontsize=9
+        )
         zoom.legend(loc="lower right", fontsize=8, framealpha=0.8)
         ax.add_patch(_rectangle(cx - half, cy - half, 2 * half, 2 * half))
     fig.tight_layout()
@@ -900,8 +962,17 @@ def _available_backends(requested: str | None) -> tuple[list[str], list[str]]:
     return ok, missing
 
 
-def _evaluate(scene: Scene, name: str, x: np.ndarray, y: np.ndarray, strength: np.ndarray, scale: np.ndarray,
-              times: list[float], first: float, note: str = "") -> dict[str, Any]:
+def _evaluate(
+    scene: Scene,
+    name: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    strength: np.ndarray,
+    scale: np.ndarray,
+    times: list[float],
+    first: float,
+    note: str = "",
+) -> dict[str, Any]:
     match = match_blobs(scene, x, y, strength, scale)
     detections = int(np.isfinite(np.asarray(x, dtype=np.float64)).sum())
     lock = locking_statistics(scene, match)
@@ -960,14 +1031,32 @@ def _sift_row(scene: Scene, k: int, repeat: int) -> dict[str, Any] | None:
     y = np.array([kp.pt[1] for kp in kept]) - 0.25
     strength = np.array([kp.response for kp in kept])
     scale = np.array([kp.size for kp in kept]) / 2.0
-    return _evaluate(scene, f"OpenCV SIFT {cv2.__version__}", x, y, strength, scale, times, first,
-                     note="default settings, one keypoint per location, centres shifted by -0.25 px "
-                          "(OpenCV's doubled-image convention)")
+    return _evaluate(
+        scene,
+        f"OpenCV SIFT {cv2.__version__}",
+        x,
+        y,
+        strength,
+        scale,
+        times,
+        first,
+        note="default settings, one keypoint per location, centres shifted by -0.25 px "
+        "(OpenCV's doubled-image convention)",
+    )
 
 
-def run_demo(backends: Sequence[str], *, seed: int = 0, noise: float = 0.005, num_features: int | None = None,
-             repeat: int = 2, sift: bool = True, kornia_row: bool = True, dtype: str = "float32",
-             options: dict[str, Any] | None = None) -> tuple[Scene, list[dict[str, Any]], dict[str, Any]]:
+def run_demo(
+    backends: Sequence[str],
+    *,
+    seed: int = 0,
+    noise: float = 0.005,
+    num_features: int | None = None,
+    repeat: int = 2,
+    sift: bool = True,
+    kornia_row: bool = True,
+    dtype: str = "float32",
+    options: dict[str, Any] | None = None,
+) -> tuple[Scene, list[dict[str, Any]], dict[str, Any]]:
     """Render the scene and evaluate every detector on it; returns ``(scene, rows, first_result)``."""
     scene = render_scene(seed=seed, noise=noise)
     k = num_features or scene.x.size
@@ -980,13 +1069,25 @@ def run_demo(backends: Sequence[str], *, seed: int = 0, noise: float = 0.005, nu
         plans.append(("numpy", {**options, **KORNIA_OPTIONS}, "kornia-compatible settings (--kornia)"))
     for name, opts, note in plans:
         runner = Runner(name)
+
         def detect(runner: Runner = runner, opts: dict[str, Any] = opts) -> dict[str, np.ndarray]:
             return runner(batch, num_features=k, **opts)
 
         result, times, first = _time_runs(detect, repeat)
         label = f"subpix-xp {runner.label}" + (" (kornia settings)" if note else "")
-        rows.append(_evaluate(scene, label, result["x"][0], result["y"][0], result["response"][0],
-                              result["scale"][0], times, first, note))
+        rows.append(
+            _evaluate(
+                scene,
+                label,
+                result["x"][0],
+                result["y"][0],
+                result["response"][0],
+                result["scale"][0],
+                times,
+                first,
+                note,
+            )
+        )
         shown.setdefault("result", result)
     if sift:
         row = _sift_row(scene, k, repeat)
@@ -995,7 +1096,9 @@ def run_demo(backends: Sequence[str], *, seed: int = 0, noise: float = 0.005, nu
     return scene, rows, shown.get("result", {})
 
 
-def format_report(scene: Scene, rows: list[dict[str, Any]], missing: Sequence[str] = (), timing: str = "") -> str:
+def format_report(
+    scene: Scene, rows: list[dict[str, Any]], missing: Sequence[str] = (), timing: str = ""
+) -> str:
     """The demo report as text."""
     h, w = scene.image.shape
     crlb = float(np.median(scene.crlb()))
@@ -1049,17 +1152,22 @@ def format_report(scene: Scene, rows: list[dict[str, Any]], missing: Sequence[st
             both = np.isfinite(ours["per_blob"]) & np.isfinite(peer["per_blob"])
             if both.any():
                 a, b = ours["per_blob"][both], peer["per_blob"][both]
-                lines.append(f"on the {int(both.sum())} blobs both found: {ours['name']} median {np.median(a):.3f} / "
-                             f"p95 {np.quantile(a, 0.95):.3f} px, {peer['name']} {np.median(b):.3f} / "
-                             f"{np.quantile(b, 0.95):.3f} px.")
+                lines.append(
+                    f"on the {int(both.sum())} blobs both found: {ours['name']} median {np.median(a):.3f} / "
+                    f"p95 {np.quantile(a, 0.95):.3f} px, {peer['name']} {np.median(b):.3f} / "
+                    f"{np.quantile(b, 0.95):.3f} px."
+                )
     if missing:
         lines.append("not available here (no row): " + ", ".join(missing) + ".")
     return "\n".join(lines)
 
 
 def _meets_targets(row: dict[str, Any]) -> bool:
-    return (row["found"] >= TARGET_FOUND * row["blobs"] and row["median"] <= TARGET_MEDIAN
-            and row["p95"] <= TARGET_P95)
+    return (
+        row["found"] >= TARGET_FOUND * row["blobs"]
+        and row["median"] <= TARGET_MEDIAN
+        and row["p95"] <= TARGET_P95
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -1077,17 +1185,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
     options = _detect_options(args)
     options.pop("num_features")
     scene, rows, result = run_demo(
-        backends, seed=args.seed, noise=args.noise, num_features=args.num_features, repeat=args.repeat,
-        sift=not args.no_sift, dtype=args.dtype, options=options,
+        backends,
+        seed=args.seed,
+        noise=args.noise,
+        num_features=args.num_features,
+        repeat=args.repeat,
+        sift=not args.no_sift,
+        dtype=args.dtype,
+        options=options,
     )
     timing = f"time: median of {max(args.repeat, 1)} run(s) after the first, image to NumPy keypoints" + (
-        _torch_threads() if any("torch" in b for b in backends) else "")
+        _torch_threads() if any("torch" in b for b in backends) else ""
+    )
     print(format_report(scene, rows, missing, timing))
     if args.json:
-        payload = {"scene": {"height": scene.image.shape[0], "width": scene.image.shape[1], "blobs": int(scene.x.size),
-                             "noise": scene.noise, "seed": scene.seed,
-                             "crlb_median": float(np.median(scene.crlb()))},
-                   "rows": [{k: v for k, v in r.items() if k not in ("errors", "per_blob")} for r in rows]}
+        payload = {
+            "scene": {
+                "height": scene.image.shape[0],
+                "width": scene.image.shape[1],
+                "blobs": int(scene.x.size),
+                "noise": scene.noise,
+                "seed": scene.seed,
+                "crlb_median": float(np.median(scene.crlb())),
+            },
+            "rows": [{k: v for k, v in r.items() if k not in ("errors", "per_blob")} for r in rows],
+        }
         try:
             Path(args.json).write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
         except OSError as exc:
@@ -1096,9 +1218,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _save_scene(scene, Path(args.save_scene))
     if args.plot:
         out = Path(args.plot)
-        plot_overlay(scene.as_float(), result, out / "demo_overlay.png", scene=scene,
-                     title=f"{rows[0]['name']}: {rows[0]['found']}/{rows[0]['blobs']} blobs found, "
-                           f"median error {rows[0]['median']:.3f} px (red +: truth)")
+        plot_overlay(
+            scene.as_float(),
+            result,
+            out / "demo_overlay.png",
+            scene=scene,
+            title=f"{rows[0]['name']}: {rows[0]['found']}/{rows[0]['blobs']} blobs found, "
+            f"median error {rows[0]['median']:.3f} px (red +: truth)",
+        )
         plot_errors(rows, out / "demo_errors.png")
         print(f"\nplots: {out / 'demo_overlay.png'}, {out / 'demo_errors.png'}")
     if args.check:
@@ -1117,8 +1244,10 @@ def _save_scene(scene: Scene, path: Path) -> None:
         try:
             from PIL import Image
         except ImportError:
-            raise CliError(f"--save-scene as {path.suffix or 'an image'} needs Pillow ({_INSTALL_HINT}); "
-                           "or give a .npy path") from None
+            raise CliError(
+                f"--save-scene as {path.suffix or 'an image'} needs Pillow ({_INSTALL_HINT}); "
+                "or give a .npy path"
+            ) from None
         Image.fromarray(scene.image).save(path)
     except OSError as exc:
         raise OutputError(f"--save-scene {path}: cannot write it ({_reason(exc)})") from None
@@ -1176,27 +1305,54 @@ def _count(minimum: int) -> Callable[[str], int]:
 
 
 def _add_detector_options(p: argparse.ArgumentParser, *, demo: bool) -> None:
-    p.add_argument("--num-features", "-n", type=_count(0), default=None, metavar="K",
-                   help="keypoints per image (default: " + ("twice the blobs in the scene)" if demo else
-                                                         "500; the demo: twice its blobs)"))
-    p.add_argument("--threshold", type=_finite_or_none(0.0), default=None, metavar="T",
-                   help="contrast threshold: keep blobs whose |DoG| exceeds T times the image's intensity "
-                        "range, or 'none' (default: 0.04/3, SIFT's)")
-    p.add_argument("--edge-ratio", type=_finite_or_none(1.0), default=None, metavar="R",
-                   help="drop edge responses: principal curvature ratio R or more (SIFT's test), or 'none' "
-                        "(default: 10)")
-    p.add_argument("--keep-duplicates", action="store_true",
-                   help="keep every refined extremum, even a second one on the same blob (duplicate_radius=None)")
-    p.add_argument("--kornia", action="store_true",
-                   help="kornia's ScaleSpaceDetector settings: no threshold, edge test or duplicate removal, "
-                        "the 3-D fit's centres")
-    p.add_argument("--no-refit", action="store_true",
-                   help="keep the 3-D fit's centres (kornia's; spatial_refit=False)")
-    p.add_argument("--single-scale-start", action="store_true",
-                   help="do not upsample the image first (double_image=False; misses blobs below sigma ~2 px)")
+    p.add_argument(
+        "--num-features",
+        "-n",
+        type=_count(0),
+        default=None,
+        metavar="K",
+        help="keypoints per image (default: "
+        + ("twice the blobs in the scene)" if demo else "500; the demo: twice its blobs)"),
+    )
+    p.add_argument(
+        "--threshold",
+        type=_finite_or_none(0.0),
+        default=None,
+        metavar="T",
+        help="contrast threshold: keep blobs whose |DoG| exceeds T times the image's intensity "
+        "range, or 'none' (default: 0.04/3, SIFT's)",
+    )
+    p.add_argument(
+        "--edge-ratio",
+        type=_finite_or_none(1.0),
+        default=None,
+        metavar="R",
+        help="drop edge responses: principal curvature ratio R or more (SIFT's test), or 'none' "
+        "(default: 10)",
+    )
+    p.add_argument(
+        "--keep-duplicates",
+        action="store_true",
+        help="keep every refined extremum, even a second one on the same blob (duplicate_radius=None)",
+    )
+    p.add_argument(
+        "--kornia",
+        action="store_true",
+        help="kornia's ScaleSpaceDetector settings: no threshold, edge test or duplicate removal, "
+        "the 3-D fit's centres",
+    )
+    p.add_argument(
+        "--no-refit", action="store_true", help="keep the 3-D fit's centres (kornia's; spatial_refit=False)"
+    )
+    p.add_argument(
+        "--single-scale-start",
+        action="store_true",
+        help="do not upsample the image first (double_image=False; misses blobs below sigma ~2 px)",
+    )
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="compute dtype")
-    p.add_argument("--debug", action="store_true",
-                   help=f"show Python tracebacks of errors (also: {DEBUG_ENV}=1)")
+    p.add_argument(
+        "--debug", action="store_true", help=f"show Python tracebacks of errors (also: {DEBUG_ENV}=1)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1204,62 +1360,99 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Multi-scale blob detection with sub-pixel centres on any Array API library.",
         epilog=f"'{PROG} demo' runs the built-in synthetic benchmark; "
-               f"'{PROG} detect IMAGES' detects blobs in your images.\n\n{EXIT_CODES_HELP}",
+        f"'{PROG} detect IMAGES' detects blobs in your images.\n\n{EXIT_CODES_HELP}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version('subpix_xp')}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    det = sub.add_parser("detect", help="detect blobs in image files (no files: run the demo)",
-                         description="Detect blobs in image files, directories or globs. A file that cannot be "
-                                     "read, or on which detection fails, is reported in one line and skipped; "
-                                     "the exit status is then 1.",
-                         epilog=f"{OUTPUT_HELP}\n\n{EXIT_CODES_HELP}",
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    det.add_argument("images", nargs="*", metavar="IMAGE",
-                     help="image files (PNG, JPEG, TIFF incl. 16-bit, BMP, PNM, .npy), directories or globs")
-    det.add_argument("--backend", "-b", choices=BACKENDS, default="numpy", help="array library (default: numpy)")
-    det.add_argument("--out", "-o", metavar="PATH",
-                     help="write keypoints to PATH (.csv, .jsonl or .json; default or '-': CSV on stdout)")
-    det.add_argument("--format", choices=("csv", "jsonl", "json"), help="output format (default: from --out's suffix)")
-    det.add_argument("--plot", metavar="PATH",
-                     help="write overlays: a .png file for one image, else a directory (IMAGE_blobs.png)")
+    det = sub.add_parser(
+        "detect",
+        help="detect blobs in image files (no files: run the demo)",
+        description="Detect blobs in image files, directories or globs. A file that cannot be "
+        "read, or on which detection fails, is reported in one line and skipped; "
+        "the exit status is then 1.",
+        epilog=f"{OUTPUT_HELP}\n\n{EXIT_CODES_HELP}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    det.add_argument(
+        "images",
+        nargs="*",
+        metavar="IMAGE",
+        help="image files (PNG, JPEG, TIFF incl. 16-bit, BMP, PNM, .npy), directories or globs",
+    )
+    det.add_argument(
+        "--backend", "-b", choices=BACKENDS, default="numpy", help="array library (default: numpy)"
+    )
+    det.add_argument(
+        "--out",
+        "-o",
+        metavar="PATH",
+        help="write keypoints to PATH (.csv, .jsonl or .json; default or '-': CSV on stdout)",
+    )
+    det.add_argument(
+        "--format", choices=("csv", "jsonl", "json"), help="output format (default: from --out's suffix)"
+    )
+    det.add_argument(
+        "--plot",
+        metavar="PATH",
+        help="write overlays: a .png file for one image, else a directory (IMAGE_blobs.png)",
+    )
     det.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no per-file lines")
     _add_detector_options(det, demo=False)
     _add_demo_options(det, standalone=False)
     det.set_defaults(func=cmd_detect)
 
-    demo = sub.add_parser("demo", help="detect blobs in a synthetic scene with known centres and report accuracy",
-                          description="Render a deterministic synthetic scene with known sub-pixel blob centres, "
-                                      "detect them on every installed backend (and OpenCV SIFT when installed) "
-                                      "and report found/missed, localisation error, pixel locking and time.",
-                          epilog=f"{EXIT_CODES_HELP}\n  (demo --check: 1 when a subpix-xp row misses a target)",
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
-    demo.add_argument("--backends", metavar="LIST",
-                      help=f"comma-separated backends of {', '.join(BACKENDS)} "
-                           f"(default: every installed one of {', '.join(DEMO_BACKENDS)})")
+    demo = sub.add_parser(
+        "demo",
+        help="detect blobs in a synthetic scene with known centres and report accuracy",
+        description="Render a deterministic synthetic scene with known sub-pixel blob centres, "
+        "detect them on every installed backend (and OpenCV SIFT when installed) "
+        "and report found/missed, localisation error, pixel locking and time.",
+        epilog=f"{EXIT_CODES_HELP}\n  (demo --check: 1 when a subpix-xp row misses a target)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_argument(
+        "--backends",
+        metavar="LIST",
+        help=f"comma-separated backends of {', '.join(BACKENDS)} "
+        f"(default: every installed one of {', '.join(DEMO_BACKENDS)})",
+    )
     demo.add_argument("--plot", metavar="DIR", help="write DIR/demo_overlay.png and DIR/demo_errors.png")
     demo.add_argument("--no-sift", action="store_true", help="leave out the OpenCV SIFT row")
-    demo.add_argument("--check", action="store_true", help="exit with status 1 if a subpix-xp row misses a target")
+    demo.add_argument(
+        "--check", action="store_true", help="exit with status 1 if a subpix-xp row misses a target"
+    )
     _add_detector_options(demo, demo=True)
     _add_demo_options(demo, standalone=True)
     demo.set_defaults(func=cmd_demo)
     # Parsed by the conformance runner itself (main() hands it the rest of the command line).
-    sub.add_parser("conformance", add_help=False,
-                   help="run the cross-backend conformance suite (subpix-xp conformance --help)")
+    sub.add_parser(
+        "conformance",
+        add_help=False,
+        help="run the cross-backend conformance suite (subpix-xp conformance --help)",
+    )
     return parser
 
 
 def _add_demo_options(p: argparse.ArgumentParser, *, standalone: bool) -> None:
     group = p.add_argument_group("demo scene" if standalone else "demo (when no IMAGE is given)")
     group.add_argument("--seed", type=int, default=0, help="scene seed (default: 0)")
-    group.add_argument("--noise", type=_finite_float, default=0.005,
-                       help="noise std, 0..1 intensity (default: 0.005)")
+    group.add_argument(
+        "--noise", type=_finite_float, default=0.005, help="noise std, 0..1 intensity (default: 0.005)"
+    )
     group.add_argument("--repeat", type=_count(0), default=2, help="timed runs after the first (default: 2)")
     group.add_argument("--json", metavar="PATH", help="also write the report as JSON")
-    group.add_argument("--threads", type=_count(1), default=None, metavar="N",
-                       help="PyTorch CPU threads (default: PyTorch's; 1 gives steadier timings on a busy machine)")
-    group.add_argument("--save-scene", metavar="PATH", help="save the scene image (.png needs Pillow, or .npy)")
+    group.add_argument(
+        "--threads",
+        type=_count(1),
+        default=None,
+        metavar="N",
+        help="PyTorch CPU threads (default: PyTorch's; 1 gives steadier timings on a busy machine)",
+    )
+    group.add_argument(
+        "--save-scene", metavar="PATH", help="save the scene image (.png needs Pillow, or .npy)"
+    )
     if not standalone:
         p.set_defaults(check=False)
 

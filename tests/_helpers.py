@@ -23,8 +23,12 @@ def assert_close(actual, expected, dtype_name: str, *, what: str = "", scale: fl
         assert diff.size == 0, f"{what}: masks differ at {len(diff)} positions, first {diff[:5].tolist()}"
         return
     np.testing.assert_allclose(
-        a.astype(np.float64), e.astype(np.float64),
-        atol=ATOL[dtype_name] * scale, rtol=RTOL[dtype_name], equal_nan=True, err_msg=what,
+        a.astype(np.float64),
+        e.astype(np.float64),
+        atol=ATOL[dtype_name] * scale,
+        rtol=RTOL[dtype_name],
+        equal_nan=True,
+        err_msg=what,
     )
 
 

@@ -26,15 +26,19 @@ settings.register_profile("ci", derandomize=True, database=None, print_blob=True
 # Hypothesis's own defaults (its built-in ``ci`` profile, which it loads by itself when ``CI`` is
 # merely present, would otherwise be the parent).
 settings.register_profile("dev", parent=settings.get_profile("default"))
-_PROFILE = os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI", "") not in ("", "0", "false") else "dev")
+_PROFILE = os.environ.get("HYPOTHESIS_PROFILE") or (
+    "ci" if os.environ.get("CI", "") not in ("", "0", "false") else "dev"
+)
 settings.load_profile(_PROFILE)
 
 
 def pytest_report_header(config):
     from subpix_xp.backends import _generic_forced
 
-    return [f"subpix_xp backends: {', '.join(_NAMES)} ({'named' if _EXPLICIT else 'all known'}); "
-            f"generic hooks forced: {_generic_forced()}; hypothesis profile: {_PROFILE}"]
+    return [
+        f"subpix_xp backends: {', '.join(_NAMES)} ({'named' if _EXPLICIT else 'all known'}); "
+        f"generic hooks forced: {_generic_forced()}; hypothesis profile: {_PROFILE}"
+    ]
 
 
 def load_backend(name: str):

@@ -15,13 +15,27 @@ PAGE = (pathlib.Path(__file__).parent / "data" / "reference_page.txt").read_text
 SIGNATURE = re.compile(r"(class )?kornia\.geometry\.subpix\.(\w+)\((.*?)\)\[source\]")
 
 FUNCTIONS = {
-    "spatial_softmax2d", "spatial_expectation2d", "spatial_soft_argmax2d", "render_gaussian2d",
-    "conv_soft_argmax2d", "conv_soft_argmax3d", "nms2d", "nms3d", "nms3d_minmax",
-    "conv_quad_interp3d", "iterative_quad_interp3d",
+    "spatial_softmax2d",
+    "spatial_expectation2d",
+    "spatial_soft_argmax2d",
+    "render_gaussian2d",
+    "conv_soft_argmax2d",
+    "conv_soft_argmax3d",
+    "nms2d",
+    "nms3d",
+    "nms3d_minmax",
+    "conv_quad_interp3d",
+    "iterative_quad_interp3d",
 }
 CLASSES = {
-    "SpatialSoftArgmax2d", "ConvSoftArgmax2d", "ConvSoftArgmax3d", "ConvQuadInterp3d",
-    "IterativeQuadInterp3d", "AdaptiveQuadInterp3d", "NonMaximaSuppression2d", "NonMaximaSuppression3d",
+    "SpatialSoftArgmax2d",
+    "ConvSoftArgmax2d",
+    "ConvSoftArgmax3d",
+    "ConvQuadInterp3d",
+    "IterativeQuadInterp3d",
+    "AdaptiveQuadInterp3d",
+    "NonMaximaSuppression2d",
+    "NonMaximaSuppression3d",
 }
 
 
@@ -69,7 +83,13 @@ def test_nms_classes_take_kernel_size(name):
 @pytest.mark.parametrize("name", sorted(CLASSES))
 def test_classes_are_plain_callables_with_forward_and_repr(name):
     cls = getattr(subpix_xp, name)
-    instance = cls((3, 3)) if name == "NonMaximaSuppression2d" else cls((3, 3, 3)) if "Suppression3d" in name else cls()
+    instance = (
+        cls((3, 3))
+        if name == "NonMaximaSuppression2d"
+        else cls((3, 3, 3))
+        if "Suppression3d" in name
+        else cls()
+    )
     assert callable(instance)
     assert instance.forward.__func__ is not None
     text = repr(instance)
@@ -98,8 +118,12 @@ def test_class_works_as_kornia_scale_space_detector_subpix_module():
     image = torch.nn.functional.avg_pool2d(image, 5, 1, 2)
     ours = subpix_xp.ConvQuadInterp3d(strict_maxima_bonus=0.0)
     detector = kornia_feature.ScaleSpaceDetector(
-        num_features=20, resp_module=BlobDoG(), subpix_module=ours,
-        scale_pyr_module=ScalePyramid(3, 1.6, 16), scale_space_response=True, minima_are_also_good=True,
+        num_features=20,
+        resp_module=BlobDoG(),
+        subpix_module=ours,
+        scale_pyr_module=ScalePyramid(3, 1.6, 16),
+        scale_space_response=True,
+        minima_are_also_good=True,
     )
     lafs, responses = detector(image)
     assert lafs.shape == (1, 20, 2, 3)

@@ -39,7 +39,9 @@ def _blob_volume(shape=(1, 2, 5, 8, 9), seed=0) -> np.ndarray:
         for cy, cx in ((2.6, 2.4), (h - 3.3, w - 2.8)):
             cy, cx = cy + rng.uniform(-0.3, 0.3), cx + rng.uniform(-0.3, 0.3)
             cd = rng.uniform(1.2, d - 2.2)
-            vol = vol + rng.uniform(1, 2) * np.exp(-((dd - cd) ** 2 / 1.8 + (yy - cy) ** 2 / 2.5 + (xx - cx) ** 2 / 2.0))
+            vol = vol + rng.uniform(1, 2) * np.exp(
+                -((dd - cd) ** 2 / 1.8 + (yy - cy) ** 2 / 2.5 + (xx - cx) ** 2 / 2.0)
+            )
         out.reshape(b * c, d, h, w)[i] = vol
     return out
 
@@ -88,14 +90,18 @@ def test_render_gaussian2d(normalized):
 
 
 def test_render_gaussian2d_broadcast_std():
-    _check(lambda m, s: sx.render_gaussian2d(m, s, (3, 4), False), _t([[1.2, 0.3], [2.1, 1.4]]), _t([0.8, 1.3]))
+    _check(
+        lambda m, s: sx.render_gaussian2d(m, s, (3, 4), False), _t([[1.2, 0.3], [2.1, 1.4]]), _t([0.8, 1.3])
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # Convolutional soft-argmax: coordinates and values.
 
 
-@pytest.mark.parametrize(("kernel", "stride", "padding"), [((3, 3), (1, 1), (1, 1)), ((2, 4), (2, 1), (1, 2))])
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding"), [((3, 3), (1, 1), (1, 1)), ((2, 4), (2, 1), (1, 2))]
+)
 @pytest.mark.parametrize("normalized", [True, False])
 def test_conv_soft_argmax2d(kernel, stride, padding, normalized):
     def f(x):
@@ -113,13 +119,16 @@ def test_conv_soft_argmax2d_tensor_temperature():
     _check(f, _noise((1, 2, 4, 4), 6), temperature)
 
 
-@pytest.mark.parametrize(("kernel", "padding", "bonus"), [
-    ((3, 3, 3), (1, 1, 1), 0.0), ((3, 3, 3), (1, 1, 1), 0.5), ((2, 3, 1), (1, 1, 0), 0.0)])
+@pytest.mark.parametrize(
+    ("kernel", "padding", "bonus"),
+    [((3, 3, 3), (1, 1, 1), 0.0), ((3, 3, 3), (1, 1, 1), 0.5), ((2, 3, 1), (1, 1, 0), 0.0)],
+)
 def test_conv_soft_argmax3d(kernel, padding, bonus):
     # (A bonus needs an odd kernel: an even one is a ValueError, see test_errors.py.)
     def f(x):
-        return sx.conv_soft_argmax3d(x, kernel, (1, 1, 1), padding, 1.2, False, output_value=True,
-                                     strict_maxima_bonus=bonus)
+        return sx.conv_soft_argmax3d(
+            x, kernel, (1, 1, 1), padding, 1.2, False, output_value=True, strict_maxima_bonus=bonus
+        )
 
     _check(f, _noise((1, 1, 3, 4, 4), 7))
 
@@ -168,7 +177,9 @@ def _refined_somewhere(func, x, **kw):
 QUAD = {
     "conv": lambda x, **kw: sx.conv_quad_interp3d(x, **kw),
     "iterative": lambda x, **kw: sx.iterative_quad_interp3d(x, **kw),
-    "conv-radius2-noscale": lambda x, **kw: sx.conv_quad_interp3d(x, dilation_radius=2, allow_scale_steps=False, **kw),
+    "conv-radius2-noscale": lambda x, **kw: sx.conv_quad_interp3d(
+        x, dilation_radius=2, allow_scale_steps=False, **kw
+    ),
     "iterative-top1": lambda x, **kw: sx.iterative_quad_interp3d(x, max_candidates=1, **kw),
 }
 
@@ -219,6 +230,8 @@ def test_quad_interp3d_gradients_finite(variant, dtype, all_voxels, case):
     mask = torch.ones(shape, dtype=torch.bool) if all_voxels else None
     grad = _grads(QUAD[variant], x, mask)
     assert grad is not None
-    assert torch.isfinite(grad).all(), f"non-finite gradient at {torch.nonzero(~torch.isfinite(grad))[:5].tolist()}"
+    assert torch.isfinite(grad).all(), (
+        f"non-finite gradient at {torch.nonzero(~torch.isfinite(grad))[:5].tolist()}"
+    )
     # The values pass the input through at least where nothing is refined: the gradient is not all zero.
     assert (grad != 0).any()

@@ -81,14 +81,17 @@ def test_quantise_rounds_to_8_bits_with_seeded_noise(bench):
 def test_mutual_matches_and_errors(bench):
     shift = np.array([0.25, 0.5])  # (dy, dx)
     a = _kp(bench, [(10, 10, 2, 1), (20, 20, 2, 1), (30, 30, 2, 1), (40, 40, 2, 1), (50, 50, 2, 1)])
-    b = _kp(bench, [
-        (10.5, 10.25, 2.2, 1),      # a0 exactly displaced: error 0
-        (20.8, 20.25, 2.0, 1),      # a1 + shift + (0.3, 0): error 0.3
-        (30.5, 30.25, 4.0, 1),      # a2's position but twice its sigma: no match
-        (40.5 + 1.6, 40.25, 2, 1),  # 1.6 px away: beyond the 1.5 px radius
-        (50.5, 50.25 + 0.1, 2, 1),  # a4, error 0.1 ...
-        (50.5, 50.25 + 0.05, 2, 1),  # ... but this one is nearer: the mutual pair is a4-b5
-    ])
+    b = _kp(
+        bench,
+        [
+            (10.5, 10.25, 2.2, 1),  # a0 exactly displaced: error 0
+            (20.8, 20.25, 2.0, 1),  # a1 + shift + (0.3, 0): error 0.3
+            (30.5, 30.25, 4.0, 1),  # a2's position but twice its sigma: no match
+            (40.5 + 1.6, 40.25, 2, 1),  # 1.6 px away: beyond the 1.5 px radius
+            (50.5, 50.25 + 0.1, 2, 1),  # a4, error 0.1 ...
+            (50.5, 50.25 + 0.05, 2, 1),  # ... but this one is nearer: the mutual pair is a4-b5
+        ],
+    )
     ia, ib, err = bench.mutual_matches(a, b, shift)
     assert ia.tolist() == [0, 1, 4] and ib.tolist() == [0, 1, 5]
     np.testing.assert_allclose(err, [0.0, 0.3, 0.05], atol=1e-12)
@@ -96,7 +99,9 @@ def test_mutual_matches_and_errors(bench):
 
 def test_pair_metrics_counts_the_common_region(bench):
     shift = np.array([0.5, 0.5])
-    a = _kp(bench, [(10, 10, 2, 1), (20, 20, 2, 1), (30, 30, 2, 1), (38.8, 20, 2, 1)])  # last: 39.3 in B, outside
+    a = _kp(
+        bench, [(10, 10, 2, 1), (20, 20, 2, 1), (30, 30, 2, 1), (38.8, 20, 2, 1)]
+    )  # last: 39.3 in B, outside
     b = _kp(bench, [(10.5, 10.5, 2, 1), (20.5, 20.7, 2, 1), (5.0, 30.0, 2, 1)])
     m = bench.pair_metrics(a, b, (40, 40), shift)
     assert (m["n_a"], m["n_b"], m["matches"]) == (3, 3, 2)
@@ -105,12 +110,18 @@ def test_pair_metrics_counts_the_common_region(bench):
 
 
 def test_unique_and_near_duplicates(bench):
-    kp = _kp(bench, [
-        (10, 10, 2, 5), (10, 10, 2, 4),      # exact copy (same x, y, sigma; response differs: OpenCV's angles)
-        (20, 20, 2, 3), (20.6, 20.6, 2.3, 2),  # 0.85 px apart, sigma ratio 1.15 < 2^(1/3): near duplicates
-        (30, 30, 2, 1), (30.5, 30, 3.0, 1),  # close but a sigma ratio of 1.5: distinct blobs
-        (40, 40, 2, 1),
-    ])
+    kp = _kp(
+        bench,
+        [
+            (10, 10, 2, 5),
+            (10, 10, 2, 4),  # exact copy (same x, y, sigma; response differs: OpenCV's angles)
+            (20, 20, 2, 3),
+            (20.6, 20.6, 2.3, 2),  # 0.85 px apart, sigma ratio 1.15 < 2^(1/3): near duplicates
+            (30, 30, 2, 1),
+            (30.5, 30, 3.0, 1),  # close but a sigma ratio of 1.5: distinct blobs
+            (40, 40, 2, 1),
+        ],
+    )
     unique, exact = bench.unique_keypoints(kp)
     assert exact == 1 and len(unique) == 6
     assert bench.near_duplicates(unique).tolist() == [False, True, True, False, False, False]
@@ -176,10 +187,21 @@ def test_run_photo_on_a_crop_end_to_end(bench):
     # A second photo of the same shape: its first call is marked as cached (JAX compiles once per shape).
     times, keypoints = bench.time_detectors(detectors[:1], crop[::-1].copy(), 1, 1.0)
     assert times["ours_numpy"]["first_call_cached"] is True and len(keypoints["ours_numpy"]) > 10
-    report = {"machine": {**bench.machine(1), "xla_flags": ""}, "photos": {"crop": result},
-              "settings": {"num_features": 100, "factor": 8, "offsets_scene_px": [[3, 5]], "shifts_px": [[0.375, 0.625]],
-                           "noise": 0.0, "match_radius_px": 1.5, "detect_blobs_params": {}},
-              "calibration": bench.calibration(detectors), "runtime_s": 1.0}
+    report = {
+        "machine": {**bench.machine(1), "xla_flags": ""},
+        "photos": {"crop": result},
+        "settings": {
+            "num_features": 100,
+            "factor": 8,
+            "offsets_scene_px": [[3, 5]],
+            "shifts_px": [[0.375, 0.625]],
+            "noise": 0.0,
+            "match_radius_px": 1.5,
+            "detect_blobs_params": {},
+        },
+        "calibration": bench.calibration(detectors),
+        "runtime_s": 1.0,
+    }
     report["pooled"] = bench.pooled(report["photos"])
     report["targets"] = bench.targets(report)
     assert report["pooled"]["sift"]["label"] == f"OpenCV SIFT {cv2.__version__}"

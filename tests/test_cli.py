@@ -30,13 +30,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def cli_env() -> dict[str, str]:
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    return {**os.environ, "PYTHONPATH": path, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1",
-            "MPLBACKEND": "Agg"}
+    return {
+        **os.environ,
+        "PYTHONPATH": path,
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "OMP_NUM_THREADS": "1",
+        "MPLBACKEND": "Agg",
+    }
 
 
 def run_cli(*args: str, cwd: Path, command: tuple[str, ...] = (sys.executable, "-m", "subpix_xp"), **kwargs):
-    return subprocess.run([*command, *args], cwd=cwd, env=cli_env(), capture_output=True, text=True, check=False,
-                          **kwargs)
+    return subprocess.run(
+        [*command, *args], cwd=cwd, env=cli_env(), capture_output=True, text=True, check=False, **kwargs
+    )
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +76,17 @@ def test_batch_with_corrupt_file_skips_it_and_reports(images, tmp_path):
     folder, scene = images
     # --plot is checked before the batch starts, so ask for plots only where matplotlib is installed.
     plot = ["--plot", str(tmp_path / "plots")] if importlib.util.find_spec("matplotlib") else []
-    result = run_cli("detect", str(folder), str(tmp_path / "missing.png"), "--out", str(tmp_path / "kp.csv"),
-                     "-n", "50", *plot, cwd=tmp_path)
+    result = run_cli(
+        "detect",
+        str(folder),
+        str(tmp_path / "missing.png"),
+        "--out",
+        str(tmp_path / "kp.csv"),
+        "-n",
+        "50",
+        *plot,
+        cwd=tmp_path,
+    )
     assert result.returncode == 1, result.stderr  # something was skipped
     assert "skipped" in result.stderr and "corrupt.png" in result.stderr and "missing.png" in result.stderr
     assert "Traceback" not in result.stderr
@@ -97,8 +112,18 @@ def test_batch_with_corrupt_file_skips_it_and_reports(images, tmp_path):
 
 def test_json_to_stdout_and_glob(images, tmp_path):
     folder, _ = images
-    result = run_cli("detect", str(folder / "scene8.*"), "--out", "-", "--format", "json", "-n", "7", "--quiet",
-                     cwd=tmp_path)
+    result = run_cli(
+        "detect",
+        str(folder / "scene8.*"),
+        "--out",
+        "-",
+        "--format",
+        "json",
+        "-n",
+        "7",
+        "--quiet",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
     assert payload["num_features"] == 7 and payload["skipped"] == []
@@ -122,16 +147,39 @@ def test_torch_backend(images, tmp_path):
     folder, _ = images
     out = {}
     for backend in ("numpy", "torch"):
-        result = run_cli("detect", str(folder / "scene8.png"), "--backend", backend, "-n", "20",
-                         "--out", str(tmp_path / f"{backend}.csv"), cwd=tmp_path)
+        result = run_cli(
+            "detect",
+            str(folder / "scene8.png"),
+            "--backend",
+            backend,
+            "-n",
+            "20",
+            "--out",
+            str(tmp_path / f"{backend}.csv"),
+            cwd=tmp_path,
+        )
         assert result.returncode == 0, result.stderr
-        out[backend] = np.array([[float(r["x"]), float(r["y"])] for r in _read_csv(tmp_path / f"{backend}.csv")["scene8.png"]])
+        out[backend] = np.array(
+            [[float(r["x"]), float(r["y"])] for r in _read_csv(tmp_path / f"{backend}.csv")["scene8.png"]]
+        )
     np.testing.assert_allclose(out["torch"], out["numpy"], atol=2e-3)
 
 
 def test_demo_meets_targets_with_numpy_only(tmp_path):
-    result = run_cli("demo", "--backends", "numpy", "--repeat", "0", "--no-sift", "--check",
-                     "--json", str(tmp_path / "demo.json"), "--save-scene", str(tmp_path / "scene.npy"), cwd=tmp_path)
+    result = run_cli(
+        "demo",
+        "--backends",
+        "numpy",
+        "--repeat",
+        "0",
+        "--no-sift",
+        "--check",
+        "--json",
+        str(tmp_path / "demo.json"),
+        "--save-scene",
+        str(tmp_path / "scene.npy"),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "subpix-xp numpy" in result.stdout and "pixel locking" in result.stdout
     report = json.loads((tmp_path / "demo.json").read_text())
@@ -146,7 +194,9 @@ def test_demo_meets_targets_with_numpy_only(tmp_path):
 
 def test_detect_without_files_runs_the_demo_with_plots(tmp_path):
     pytest.importorskip("matplotlib")
-    result = run_cli("detect", "--backend", "numpy", "--repeat", "0", "--plot", str(tmp_path / "plots"), cwd=tmp_path)
+    result = run_cli(
+        "detect", "--backend", "numpy", "--repeat", "0", "--plot", str(tmp_path / "plots"), cwd=tmp_path
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "synthetic scene" in result.stdout
     try:
@@ -181,7 +231,9 @@ def batch(tmp_path_factory):
     pil = pytest.importorskip("PIL.Image", reason="the image-file tests need Pillow (the 'cli' extra)")
     folder = tmp_path_factory.mktemp("batch")
     for i in range(40):
-        pil.fromarray(render_scene(height=160, width=192, seed=100 + i).image).save(folder / f"img{i:02d}.png")
+        pil.fromarray(render_scene(height=160, width=192, seed=100 + i).image).save(
+            folder / f"img{i:02d}.png"
+        )
     return folder, sorted(folder.iterdir())
 
 
@@ -200,8 +252,10 @@ def _reference_rows(path: Path, n: int) -> list[dict[str, str]]:
     """What the CLI writes for ``path`` with ``-n n``, computed in this process."""
     runner = cli.Runner("numpy")
     rows = cli._rows(runner(cli.as_batch(cli.read_image(path), "float32"), num_features=n))
-    return [{"file": str(path), "rank": str(rank), **{k: str(v) for k, v in row.items()}}
-            for rank, row in enumerate(rows)]
+    return [
+        {"file": str(path), "rank": str(rank), **{k: str(v) for k, v in row.items()}}
+        for rank, row in enumerate(rows)
+    ]
 
 
 def _read_only_folder(tmp_path: Path) -> Path:
@@ -223,8 +277,11 @@ def _read_only_folder(tmp_path: Path) -> Path:
 def test_unwritable_out_is_reported_before_the_batch(batch, tmp_path, kind):
     files = batch[1]
     (tmp_path / "a_file").write_text("not a folder")
-    out = {"folder": tmp_path, "under_a_file": tmp_path / "a_file" / "sub" / "kp.csv",
-           "read_only": _read_only_folder(tmp_path) / "kp.csv"}[kind]
+    out = {
+        "folder": tmp_path,
+        "under_a_file": tmp_path / "a_file" / "sub" / "kp.csv",
+        "read_only": _read_only_folder(tmp_path) / "kp.csv",
+    }[kind]
     # Not --quiet: a detected image would print a line of its own.
     result = run_cli("detect", str(files[0]), str(tmp_path / "corrupt.png"), "--out", str(out), cwd=tmp_path)
     assert result.returncode == 3, result.stderr
@@ -241,7 +298,9 @@ def test_unwritable_plot_folder_is_reported_before_the_batch(batch, tmp_path, ki
     (tmp_path / "a_file").write_text("not a folder")
     plot = {"a_file": tmp_path / "a_file", "read_only": _read_only_folder(tmp_path) / "plots"}[kind]
     out = tmp_path / "kp.csv"
-    result = run_cli("detect", str(files[0]), str(files[1]), "--out", str(out), "--plot", str(plot), cwd=tmp_path)
+    result = run_cli(
+        "detect", str(files[0]), str(files[1]), "--out", str(out), "--plot", str(plot), cwd=tmp_path
+    )
     assert result.returncode == 3, result.stderr
     assert _one_line(result.stderr).startswith(f"subpix-xp: error: --plot {plot}")
     assert not out.exists() and not Path(f"{out}.partial").exists()
@@ -269,7 +328,11 @@ def test_sigint_half_way_keeps_every_finished_image(batch, tmp_path):
     partial = tmp_path / "kp.csv.partial"
     process = subprocess.Popen(
         [sys.executable, "-m", "subpix_xp", "detect", str(folder), "--out", str(out), "-n", "8", "--quiet"],
-        cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         preexec_fn=_restore_sigint,
     )
     while process.poll() is None and len(_finished_files(partial)) < 3:
@@ -284,7 +347,9 @@ def test_sigint_half_way_keeps_every_finished_image(batch, tmp_path):
     assert not out.exists()
     text = partial.read_text()
     trailer = text.splitlines()[-1]
-    assert trailer.startswith("# incomplete: interrupted; keypoints of ") and trailer.endswith(" of 40 image(s)")
+    assert trailer.startswith("# incomplete: interrupted; keypoints of ") and trailer.endswith(
+        " of 40 image(s)"
+    )
     done = int(trailer.split("keypoints of ")[1].split()[0])
     rows = _csv_rows(text)
     finished = list(dict.fromkeys(row["file"] for row in rows))
@@ -297,7 +362,9 @@ def test_sigint_half_way_keeps_every_finished_image(batch, tmp_path):
 @pytest.mark.parametrize("value", ["nan", "-inf"])
 def test_bad_threshold_is_a_usage_error(batch, tmp_path, value):
     files = batch[1]
-    result = run_cli("detect", str(files[0]), f"--threshold={value}", "--out", str(tmp_path / "kp.csv"), cwd=tmp_path)
+    result = run_cli(
+        "detect", str(files[0]), f"--threshold={value}", "--out", str(tmp_path / "kp.csv"), cwd=tmp_path
+    )
     assert result.returncode == 2
     line = _one_line(result.stderr)
     assert "--threshold" in line and repr(value) in line
@@ -322,8 +389,18 @@ def test_json_outputs_replace_an_earlier_file_when_complete(batch, tmp_path, suf
     files = batch[1]
     out = tmp_path / f"kp{suffix}"
     out.write_text('{"earlier": "run"}\n')
-    result = run_cli("detect", str(files[0]), str(files[1]), str(tmp_path / "missing.png"), "--out", str(out),
-                     "-n", "3", "-q", cwd=tmp_path)
+    result = run_cli(
+        "detect",
+        str(files[0]),
+        str(files[1]),
+        str(tmp_path / "missing.png"),
+        "--out",
+        str(out),
+        "-n",
+        "3",
+        "-q",
+        cwd=tmp_path,
+    )
     assert result.returncode == 1, result.stderr
     assert list(tmp_path.iterdir()) == [out]  # no partial or scratch file left
     if suffix == ".json":
@@ -349,8 +426,17 @@ def test_failed_write_mid_batch_keeps_complete_rows(batch, tmp_path):
     pytest.importorskip("resource")
     files = batch[1]
     out = tmp_path / "kp.csv"
-    result = run_cli("detect", *map(str, files[:12]), "--out", str(out), "-n", "8", "-q", cwd=tmp_path,
-                     preexec_fn=_limit_file_size)
+    result = run_cli(
+        "detect",
+        *map(str, files[:12]),
+        "--out",
+        str(out),
+        "-n",
+        "8",
+        "-q",
+        cwd=tmp_path,
+        preexec_fn=_limit_file_size,
+    )
     assert result.returncode == 3, result.stderr
     line = _one_line(result.stderr)
     assert f"cannot write {out}.partial (File too large)" in line
@@ -372,7 +458,9 @@ def test_full_disk_is_one_line(batch, tmp_path):
     result = run_cli("detect", str(files[0]), "--out", "/dev/full", "--format", "csv", cwd=tmp_path)
     assert result.returncode == 3
     line = _one_line(result.stderr)
-    assert line.startswith("subpix-xp: error: --out /dev/full:") and line.endswith("(No space left on device)")
+    assert line.startswith("subpix-xp: error: --out /dev/full:") and line.endswith(
+        "(No space left on device)"
+    )
 
 
 def test_detection_failure_names_the_file_and_goes_on(batch, tmp_path, monkeypatch, capsys):
@@ -390,8 +478,10 @@ def test_detection_failure_names_the_file_and_goes_on(batch, tmp_path, monkeypat
     status = cli.main(["detect", str(small), str(files[0]), "-n", "4", "--out", str(tmp_path / "kp.csv")])
     captured = capsys.readouterr()
     assert status == 1
-    assert (f"subpix-xp: skipped {small}: detection failed (ValueError: detect_blobs: something about this image)\n"
-            in captured.err)
+    assert (
+        f"subpix-xp: skipped {small}: detection failed (ValueError: detect_blobs: something about this image)\n"
+        in captured.err
+    )
     assert "Traceback" not in captured.err and "second line" not in captured.err
     assert _csv_rows((tmp_path / "kp.csv").read_text()) == _reference_rows(files[0], 4)
 
@@ -399,9 +489,12 @@ def test_detection_failure_names_the_file_and_goes_on(batch, tmp_path, monkeypat
 def test_reader_shapes_become_one_grey_batch(tmp_path):
     pil = pytest.importorskip("PIL.Image")
     grey = render_scene(height=40, width=56, seed=3).image
-    forms = {"grey8.png": grey, "grey16.png": grey.astype(np.uint16) * 257,
-             "rgb.png": np.stack([grey] * 3, axis=-1),
-             "rgba.png": np.concatenate([np.stack([grey] * 3, axis=-1), np.full((40, 56, 1), 7, np.uint8)], -1)}
+    forms = {
+        "grey8.png": grey,
+        "grey16.png": grey.astype(np.uint16) * 257,
+        "rgb.png": np.stack([grey] * 3, axis=-1),
+        "rgba.png": np.concatenate([np.stack([grey] * 3, axis=-1), np.full((40, 56, 1), 7, np.uint8)], -1),
+    }
     batches = {}
     for name, array in forms.items():
         pil.fromarray(array).save(tmp_path / name)
@@ -430,12 +523,15 @@ def test_runner_compiles_once_per_shape(monkeypatch):
 
 
 def test_cli_loads_libraries_without_test_scaffolding_or_x64(tmp_path):
-    code = ("import sys, subpix_xp.cli as cli; print('subpix_xp.testing' in sys.modules); "
-            "import importlib.util as u; print(u.find_spec('jax') is None or "
-            "(cli.load_library('jax').float64, __import__('jax').config.read('jax_enable_x64')) == (False, False))")
+    code = (
+        "import sys, subpix_xp.cli as cli; print('subpix_xp.testing' in sys.modules); "
+        "import importlib.util as u; print(u.find_spec('jax') is None or "
+        "(cli.load_library('jax').float64, __import__('jax').config.read('jax_enable_x64')) == (False, False))"
+    )
     env = {k: v for k, v in cli_env().items() if k != "JAX_ENABLE_X64"}
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-                            check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+    )
     assert result.stdout.split() == ["False", "True"], result.stderr
 
 
@@ -457,8 +553,9 @@ def test_conformance_subcommand_runs_the_shipped_suite(capsys: pytest.CaptureFix
 def test_detector_options_map_to_detect_blobs() -> None:
     parse = cli.build_parser().parse_args
     assert cli._detect_options(parse(["detect", "a.png", "-n", "7"])) == {"num_features": 7}
-    options = cli._detect_options(parse(["detect", "a.png", "--threshold", "none", "--edge-ratio", "4",
-                                         "--keep-duplicates"]))
+    options = cli._detect_options(
+        parse(["detect", "a.png", "--threshold", "none", "--edge-ratio", "4", "--keep-duplicates"])
+    )
     assert options == {"num_features": None, "threshold": None, "edge_ratio": 4.0, "duplicate_radius": None}
     kornia = cli._detect_options(parse(["detect", "a.png", "--kornia"]))
     assert kornia == {"num_features": None, **cli.KORNIA_OPTIONS}

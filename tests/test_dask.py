@@ -82,8 +82,9 @@ def assert_same(func, arrays, kwargs, chunks, *, what=""):
         assert g.shape == r.shape and g.dtype == r.dtype, label
         if name in BATCH_VARIANT:
             eps = float(np.finfo(r.dtype).eps)
-            np.testing.assert_allclose(g, r, rtol=8 * eps, atol=8 * eps * float(np.max(np.abs(r), initial=1.0)),
-                                       err_msg=label)
+            np.testing.assert_allclose(
+                g, r, rtol=8 * eps, atol=8 * eps * float(np.max(np.abs(r), initial=1.0)), err_msg=label
+            )
             continue
         diff = np.argwhere(~((g == r) | (np.isnan(g) & np.isnan(r)) if g.dtype.kind == "f" else g == r))
         assert diff.size == 0, f"{label}: {len(diff)} entries differ, first at {diff[:3].tolist()}"
@@ -116,24 +117,51 @@ def test_nms_integer_bool_and_minmax():
     assert_same(S.NonMaximaSuppression2d((3, 3)), (X4,), {}, (SMALL4,))
 
 
-CONV2D = [((3, 3), (1, 1), (1, 1)), ((4, 4), (2, 2), (2, 2)), ((5, 3), (2, 1), (1, 0)), ((2, 2), (1, 1), (0, 0)),
-          ((3, 5), (3, 2), (1, 2)), ((1, 1), (2, 3), (0, 0))]
+CONV2D = [
+    ((3, 3), (1, 1), (1, 1)),
+    ((4, 4), (2, 2), (2, 2)),
+    ((5, 3), (2, 1), (1, 0)),
+    ((2, 2), (1, 1), (0, 0)),
+    ((3, 5), (3, 2), (1, 2)),
+    ((1, 1), (2, 3), (0, 0)),
+]
 
 
 @pytest.mark.parametrize(("kernel_size", "stride", "padding"), CONV2D)
 def test_conv_soft_argmax2d(kernel_size, stride, padding):
-    kwargs = {"kernel_size": kernel_size, "stride": stride, "padding": padding, "temperature": 0.7,
-              "output_value": True}
+    kwargs = {
+        "kernel_size": kernel_size,
+        "stride": stride,
+        "padding": padding,
+        "temperature": 0.7,
+        "output_value": True,
+    }
     assert_same(S.conv_soft_argmax2d, (X4,), kwargs, (SMALL4,))
-    assert_same(S.conv_soft_argmax2d, (X4,), {**kwargs, "normalized_coordinates": False}, (((2,), (3,), (7, 6), (11,)),))
+    assert_same(
+        S.conv_soft_argmax2d,
+        (X4,),
+        {**kwargs, "normalized_coordinates": False},
+        (((2,), (3,), (7, 6), (11,)),),
+    )
 
 
-@pytest.mark.parametrize(("kernel_size", "stride", "padding", "bonus"), [
-    ((3, 3, 3), (1, 1, 1), (1, 1, 1), 0.0), ((3, 3, 3), (1, 2, 2), (0, 1, 1), 0.5),
-    ((2, 4, 3), (1, 2, 2), (1, 2, 0), 0.0), ((5, 3, 3), (2, 3, 1), (2, 1, 1), 2.0)])
+@pytest.mark.parametrize(
+    ("kernel_size", "stride", "padding", "bonus"),
+    [
+        ((3, 3, 3), (1, 1, 1), (1, 1, 1), 0.0),
+        ((3, 3, 3), (1, 2, 2), (0, 1, 1), 0.5),
+        ((2, 4, 3), (1, 2, 2), (1, 2, 0), 0.0),
+        ((5, 3, 3), (2, 3, 1), (2, 1, 1), 2.0),
+    ],
+)
 def test_conv_soft_argmax3d(kernel_size, stride, padding, bonus):
-    kwargs = {"kernel_size": kernel_size, "stride": stride, "padding": padding, "temperature": 1.3,
-              "strict_maxima_bonus": bonus}
+    kwargs = {
+        "kernel_size": kernel_size,
+        "stride": stride,
+        "padding": padding,
+        "temperature": 1.3,
+        "strict_maxima_bonus": bonus,
+    }
     assert_same(S.conv_soft_argmax3d, (X5,), kwargs, (SMALL5,))
 
 
@@ -142,7 +170,9 @@ def test_random_chunkings(seed):
     """Random window geometry and random chunk borders (any size, down to one entry)."""
     rng = np.random.default_rng(seed)
     x4 = rng.standard_normal((2, 2, int(rng.integers(6, 16)), int(rng.integers(6, 16)))) * 3
-    x5 = rng.standard_normal((1, 2, int(rng.integers(3, 8)), int(rng.integers(6, 14)), int(rng.integers(6, 14))))
+    x5 = rng.standard_normal(
+        (1, 2, int(rng.integers(3, 8)), int(rng.integers(6, 14)), int(rng.integers(6, 14)))
+    )
     k2 = tuple(int(v) for v in rng.integers(1, 6, 2))
     s2 = tuple(int(v) for v in rng.integers(1, 4, 2))
     p2 = tuple(int(rng.integers(0, k // 2 + 1)) for k in k2)
@@ -151,17 +181,35 @@ def test_random_chunkings(seed):
     c4, c5 = random_chunks(x4.shape, rng), random_chunks(x5.shape, rng)
     assert_same(S.nms2d, (x4,), {"kernel_size": k2}, (c4,))
     assert_same(S.nms3d, (x5,), {"kernel_size": k3, "mask_only": True}, (c5,))
-    assert_same(S.conv_soft_argmax2d, (x4,), {"kernel_size": k2, "stride": s2, "padding": p2, "output_value": True},
-                (c4,))
-    assert_same(S.conv_soft_argmax3d, (x5,), {"kernel_size": k3, "stride": s3, "padding": tuple(k // 2 for k in k3),
-                                              "strict_maxima_bonus": 0.3}, (c5,))
-    dog = dog_stack((1, 2, int(rng.integers(3, 7)), int(rng.integers(14, 26)), int(rng.integers(14, 26))), seed=seed)
+    assert_same(
+        S.conv_soft_argmax2d,
+        (x4,),
+        {"kernel_size": k2, "stride": s2, "padding": p2, "output_value": True},
+        (c4,),
+    )
+    assert_same(
+        S.conv_soft_argmax3d,
+        (x5,),
+        {"kernel_size": k3, "stride": s3, "padding": tuple(k // 2 for k in k3), "strict_maxima_bonus": 0.3},
+        (c5,),
+    )
+    dog = dog_stack(
+        (1, 2, int(rng.integers(3, 7)), int(rng.integers(14, 26)), int(rng.integers(14, 26))), seed=seed
+    )
     cd = random_chunks(dog.shape, rng, pieces=4)
     n_iters, threshold = int(rng.integers(1, 7)), float(rng.uniform(0.05, 0.6))
-    assert_same(S.conv_quad_interp3d, (dog,), {"n_iters": n_iters, "max_subpixel_shift": threshold,
-                                                "dilation_radius": int(rng.integers(0, 3))}, (cd,))
-    assert_same(S.iterative_quad_interp3d, (dog,), {"n_iters": n_iters, "max_subpixel_shift": threshold,
-                                                     "allow_scale_steps": bool(seed % 2)}, (cd,))
+    assert_same(
+        S.conv_quad_interp3d,
+        (dog,),
+        {"n_iters": n_iters, "max_subpixel_shift": threshold, "dilation_radius": int(rng.integers(0, 3))},
+        (cd,),
+    )
+    assert_same(
+        S.iterative_quad_interp3d,
+        (dog,),
+        {"n_iters": n_iters, "max_subpixel_shift": threshold, "allow_scale_steps": bool(seed % 2)},
+        (cd,),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,7 +245,9 @@ def test_quad_interp_moves_across_chunks(n_iters, threshold):
     if n_iters == 6 and threshold == 0.6:
         # the case is only a test of halos if refined keypoints really moved more than one voxel
         for volume, far in ((DOG, 1.5), (NOISE, 1.0)):
-            moved = np.abs(S.iterative_quad_interp3d(volume, **kwargs)[0] - S.iterative_quad_interp3d(volume, 0)[0])
+            moved = np.abs(
+                S.iterative_quad_interp3d(volume, **kwargs)[0] - S.iterative_quad_interp3d(volume, 0)[0]
+            )
             assert moved.max() > far
 
 
@@ -205,7 +255,10 @@ def test_quad_interp_precomputed_mask_and_candidates():
     mask = RNG.random(DOG.shape) > 0.85
     chunks = (DOG_CHUNKS, DOG_CHUNKS)
     wrapped = [
-        (lambda x, m, **k: S.iterative_quad_interp3d(x, precomputed_nms_mask=m, **k), {"max_subpixel_shift": 0.3}),
+        (
+            lambda x, m, **k: S.iterative_quad_interp3d(x, precomputed_nms_mask=m, **k),
+            {"max_subpixel_shift": 0.3},
+        ),
         (lambda x, m, **k: S.conv_quad_interp3d(x, precomputed_nms_mask=m, **k), {"dilation_radius": 2}),
         (lambda x, m, **k: S.iterative_quad_interp3d(x, precomputed_nms_mask=m, **k), {"max_candidates": 7}),
     ]
@@ -231,7 +284,9 @@ def test_max_candidates_is_per_image_with_ties(max_candidates):
 
 def test_adaptive_quad_interp_uses_chunk_library():
     module = S.AdaptiveQuadInterp3d()
-    assert not module.uses_conv(chunked(DOG, DOG_CHUNKS)), "NumPy chunks: the sparse patch path is the CPU choice"
+    assert not module.uses_conv(chunked(DOG, DOG_CHUNKS)), (
+        "NumPy chunks: the sparse patch path is the CPU choice"
+    )
     assert_same(module, (DOG,), {}, (DOG_CHUNKS,))
     assert_same(S.AdaptiveQuadInterp3d(mode="conv"), (DOG,), {}, (DOG_CHUNKS,))
 
@@ -261,10 +316,20 @@ def test_spatial_ops_rechunk_maps():
 
 def test_temperature_arrays():
     temp = np.abs(RNG.standard_normal((2, 3, 1, 1))) + 0.2
-    assert_same(lambda x, t: S.conv_soft_argmax2d(x, temperature=t, stride=(2, 1), output_value=True), (X4, temp),
-                {}, (SMALL4, ((1, 1), (2, 1), (1,), (1,))), what="conv_soft_argmax2d(temperature=array)")
-    assert_same(lambda x, t: S.conv_soft_argmax3d(x, temperature=t, stride=(1, 2, 2)), (X5, np.asarray(0.8)),
-                {}, (SMALL5, ()), what="conv_soft_argmax3d(temperature=0-d array)")
+    assert_same(
+        lambda x, t: S.conv_soft_argmax2d(x, temperature=t, stride=(2, 1), output_value=True),
+        (X4, temp),
+        {},
+        (SMALL4, ((1, 1), (2, 1), (1,), (1,))),
+        what="conv_soft_argmax2d(temperature=array)",
+    )
+    assert_same(
+        lambda x, t: S.conv_soft_argmax3d(x, temperature=t, stride=(1, 2, 2)),
+        (X5, np.asarray(0.8)),
+        {},
+        (SMALL5, ()),
+        what="conv_soft_argmax3d(temperature=0-d array)",
+    )
     # a Dask temperature is never inspected (that would compute it), so a bad one is not refused eagerly
     assert not hooks_for(da).can_inspect(chunked(temp, 1))
 
@@ -272,9 +337,15 @@ def test_temperature_arrays():
 def test_render_gaussian2d():
     mean = RNG.uniform(-0.8, 0.8, (4, 3, 2))
     std = RNG.uniform(0.1, 0.5, (3, 2))
-    assert_same(S.render_gaussian2d, (mean, std), {"size": (7, 9)}, (((1, 3), (2, 1), (1, 1)), ((1, 2), (2,))))
-    assert_same(S.render_gaussian2d, (mean[0, 0], std[0]), {"size": (5, 4), "normalized_coordinates": False},
-                (((1, 1),), ((2,),)))
+    assert_same(
+        S.render_gaussian2d, (mean, std), {"size": (7, 9)}, (((1, 3), (2, 1), (1, 1)), ((1, 2), (2,)))
+    )
+    assert_same(
+        S.render_gaussian2d,
+        (mean[0, 0], std[0]),
+        {"size": (5, 4), "normalized_coordinates": False},
+        (((1, 1),), ((2,),)),
+    )
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
@@ -318,7 +389,10 @@ def test_validation_is_eager_and_computes_nothing():
 def test_unknown_chunk_sizes_are_refused_clearly():
     x = chunked(X4, SMALL4)
     picked = x[x[:, 0, 0, 0] > -np.inf]  # boolean indexing: chunk sizes unknown (NaN)
-    with dask.config.set(scheduler=_forbidden), pytest.raises(ValueError, match=r"nms2d: .*compute_chunk_sizes"):
+    with (
+        dask.config.set(scheduler=_forbidden),
+        pytest.raises(ValueError, match=r"nms2d: .*compute_chunk_sizes"),
+    ):
         S.nms2d(picked, (3, 3))
 
 
@@ -365,8 +439,12 @@ def test_distributed_local_cluster():
     distributed = pytest.importorskip("distributed")
     vol = dog_stack((1, 1, 8, 48, 48), seed=2)
     chunks = ((1,), (1,), (4, 4), (24, 24), (24, 24))
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None,
-                                  silence_logs=50) as cluster, distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None, silence_logs=50
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         x = chunked(vol, chunks)
         mask = S.nms3d(x, (3, 3, 3), mask_only=True)
         coords, values = S.iterative_quad_interp3d(x, precomputed_nms_mask=mask)

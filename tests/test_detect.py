@@ -21,8 +21,14 @@ from subpix_xp.testing import to_numpy
 
 FIELDS = ("x", "y", "scale", "response", "bright", "valid")
 # The documented configuration that reproduces kornia's ScaleSpaceDetector.
-KORNIA = {"threshold": None, "edge_ratio": None, "duplicate_radius": None, "spatial_refit": False,
-          "keep_unrefined": True, "max_candidates": 0}
+KORNIA = {
+    "threshold": None,
+    "edge_ratio": None,
+    "duplicate_radius": None,
+    "spatial_refit": False,
+    "keep_unrefined": True,
+    "max_candidates": 0,
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -77,12 +83,16 @@ def test_demo_scene_meets_targets(scene, name):
         assert type(value) is type(blobs.x), field  # the caller's library
         assert tuple(value.shape) == (1, n), field
     fields = _numpy_fields(blobs)
-    assert fields["x"].dtype == np.float32 and fields["valid"].dtype == bool and fields["bright"].dtype == bool
+    assert (
+        fields["x"].dtype == np.float32 and fields["valid"].dtype == bool and fields["bright"].dtype == bool
+    )
     match = _check_targets(scene, fields, name)
     # Polarity: the detection that matched each blob has the blob's sign.
     bright = np.full(n, np.nan)
     for i in np.flatnonzero(match.found):
-        j = np.argmin(np.hypot(fields["x"][0] - scene.x[i] - match.dx[i], fields["y"][0] - scene.y[i] - match.dy[i]))
+        j = np.argmin(
+            np.hypot(fields["x"][0] - scene.x[i] - match.dx[i], fields["y"][0] - scene.y[i] - match.dy[i])
+        )
         bright[i] = fields["bright"][0, j]
     assert np.array_equal(bright[match.found] == 1, scene.amplitude[match.found] > 0)
 
@@ -148,16 +158,23 @@ def kornia_camera():
     # The seed page's configuration; kornia 0.9.0 ignores strict_maxima_bonus, so leaving it out of
     # AdaptiveQuadInterp3d() is the same as passing 0 (and avoids its deprecation warning).
     detector = kornia_feature.ScaleSpaceDetector(
-        num_features=1000, resp_module=BlobDoG(), subpix_module=AdaptiveQuadInterp3d(),
-        scale_pyr_module=ScalePyramid(3, 1.6, 32, double_image=True), scale_space_response=True,
+        num_features=1000,
+        resp_module=BlobDoG(),
+        subpix_module=AdaptiveQuadInterp3d(),
+        scale_pyr_module=ScalePyramid(3, 1.6, 32, double_image=True),
+        scale_space_response=True,
         minima_are_also_good=True,
     )
     with torch.no_grad():
         lafs, responses = detector(torch.from_numpy(image)[None, None])
     scale = lafs[0, :, 0, 0].numpy() / detector.mr_size
     keep = scale > 0
-    return image, {"x": lafs[0, :, 0, 2].numpy()[keep], "y": lafs[0, :, 1, 2].numpy()[keep],
-                   "scale": scale[keep], "response": responses[0].numpy()[keep]}
+    return image, {
+        "x": lafs[0, :, 0, 2].numpy()[keep],
+        "y": lafs[0, :, 1, 2].numpy()[keep],
+        "scale": scale[keep],
+        "response": responses[0].numpy()[keep],
+    }
 
 
 def _nearest(fields, ref):
@@ -223,8 +240,11 @@ def test_fixed_size_padding_and_order():
 def test_static_shape_selection_equals_sparse(monkeypatch, scene):
     image = scene.as_float()[None, None, :200, :240]
     sparse = _numpy_fields(detect_blobs(image, 60))
-    static = dataclasses.replace(hooks_for(load_backend("numpy").xp), supports_dynamic_shapes=lambda x: False,
-                                 prefers_static_shapes=lambda x: True)
+    static = dataclasses.replace(
+        hooks_for(load_backend("numpy").xp),
+        supports_dynamic_shapes=lambda x: False,
+        prefers_static_shapes=lambda x: True,
+    )
     monkeypatch.setattr(detect_module, "hooks_for", lambda xp: static)
     dense = _numpy_fields(detect_blobs(image, 60))
     for field in FIELDS:
@@ -321,9 +341,13 @@ def test_separable_filter_native_matches_generic_and_reference(name):
     backend = load_backend(name)
     hooks = hooks_for(backend.xp)
     rng = np.random.default_rng(0)
-    cases = [((2, 3, 17, 23), gaussian_kernel1d(1.3, 9)), ((1, 1, 4, 30), gaussian_kernel1d(2.0, 17)),
-             ((2, 9, 6), (0.1, 0.3, 0.4, 0.2, 0.0)), ((1, 1, 1, 5), (0.25, 0.5, 0.25)),
-             ((1, 1, 40, 50), gaussian_kernel1d(2.5, 21))]
+    cases = [
+        ((2, 3, 17, 23), gaussian_kernel1d(1.3, 9)),
+        ((1, 1, 4, 30), gaussian_kernel1d(2.0, 17)),
+        ((2, 9, 6), (0.1, 0.3, 0.4, 0.2, 0.0)),
+        ((1, 1, 1, 5), (0.25, 0.5, 0.25)),
+        ((1, 1, 40, 50), gaussian_kernel1d(2.5, 21)),
+    ]
     for dtype, tol in (("float32", 2e-6), ("float64", 1e-12)):
         if dtype == "float64" and not backend.float64:
             continue
@@ -337,7 +361,9 @@ def test_separable_filter_native_matches_generic_and_reference(name):
             np.testing.assert_allclose(native, generic, rtol=0, atol=ulps, err_msg=f"{name} {dtype} {shape}")
             want = _brute_filter(x.astype(np.float64), kernel)
             for got in (generic, native):
-                np.testing.assert_allclose(got, want, atol=tol * 10, rtol=tol, err_msg=f"{name} {dtype} {shape}")
+                np.testing.assert_allclose(
+                    got, want, atol=tol * 10, rtol=tol, err_msg=f"{name} {dtype} {shape}"
+                )
 
 
 def test_pyramid_levels_match_kornia():
@@ -348,8 +374,9 @@ def test_pyramid_levels_match_kornia():
     want, sigmas, _ = ScalePyramid(3, 1.6, 16, double_image=True)(torch.from_numpy(image)[None, None])
     for name, convert in (("numpy", np.asarray), ("torch", torch.from_numpy)):
         backend = load_backend(name)
-        octaves = scale_pyramid(convert(image[None, None]), 3, 1.6, 16, True, 3, hooks_for(backend.xp),
-                                xp=backend.xp)
+        octaves = scale_pyramid(
+            convert(image[None, None]), 3, 1.6, 16, True, 3, hooks_for(backend.xp), xp=backend.xp
+        )
         assert len(octaves) == len(want) == 4
         for octave, ref, sig in zip(octaves, want, sigmas):
             np.testing.assert_allclose(to_numpy(octave.levels), ref.numpy(), atol=2e-6)

@@ -118,8 +118,9 @@ def test_one_keypoint_per_blob_on_a_photograph():
     close = (d <= 0.75 * np.minimum(s[:, None], s[None])) & same_scale & ~np.eye(len(x), dtype=bool)
     assert not close.any(), "two keypoints of one blob"
     # Without the rule the same photograph has copies: the test can fail.
-    raw = _fields(detect_blobs(image, 300, duplicate_radius=None, edge_ratio=None, threshold=None,
-                               keep_unrefined=True))
+    raw = _fields(
+        detect_blobs(image, 300, duplicate_radius=None, edge_ratio=None, threshold=None, keep_unrefined=True)
+    )
     rv = raw["valid"]
     keys = {(a, b, c) for a, b, c in zip(raw["x"][rv], raw["y"][rv], raw["scale"][rv])}
     assert len(keys) < rv.sum()
@@ -243,7 +244,9 @@ def test_non_finite_pixels_under_jit_give_no_keypoints():
     image[10, 20] = np.nan
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nor JAX's int64-truncation warnings (issue 12.5)
-        out = jax.jit(lambda im: detect_blobs(im, 5))(backend.asarray(np.stack([image, _edge_and_blob()])[:, None]))
+        out = jax.jit(lambda im: detect_blobs(im, 5))(
+            backend.asarray(np.stack([image, _edge_and_blob()])[:, None])
+        )
         valid = to_numpy(out.valid)
     assert not valid[0].any() and valid[1].any()
 

@@ -76,14 +76,25 @@ CLASS_OPS = {
     "ConvQuadInterp3d": ("conv_quad_interp3d", "input", lambda x: sx.ConvQuadInterp3d()(x), 5),
     "IterativeQuadInterp3d": ("iterative_quad_interp3d", "input", lambda x: sx.IterativeQuadInterp3d()(x), 5),
     "AdaptiveQuadInterp3d(patch)": (
-        "iterative_quad_interp3d", "input", lambda x: sx.AdaptiveQuadInterp3d(mode="patch")(x), 5),
+        "iterative_quad_interp3d",
+        "input",
+        lambda x: sx.AdaptiveQuadInterp3d(mode="patch")(x),
+        5,
+    ),
     "AdaptiveQuadInterp3d(conv)": (
-        "conv_quad_interp3d", "input", lambda x: sx.AdaptiveQuadInterp3d(mode="conv")(x), 5),
+        "conv_quad_interp3d",
+        "input",
+        lambda x: sx.AdaptiveQuadInterp3d(mode="conv")(x),
+        5,
+    ),
     # In "auto" mode the class inspects its argument (named `x`) itself to pick a path, then the
     # function of that path validates it.
     "AdaptiveQuadInterp3d(auto)": (
-        "(AdaptiveQuadInterp3d|iterative_quad_interp3d|conv_quad_interp3d)", "(x|input)",
-        lambda x: sx.AdaptiveQuadInterp3d()(x), 5),
+        "(AdaptiveQuadInterp3d|iterative_quad_interp3d|conv_quad_interp3d)",
+        "(x|input)",
+        lambda x: sx.AdaptiveQuadInterp3d()(x),
+        5,
+    ),
 }
 ALL_OPS = {name: (name, "input", call, ndim) for name, (call, ndim) in OPS.items()} | CLASS_OPS
 FLOAT_ONLY = [n for n, (func, *_rest) in ALL_OPS.items() if not func.startswith("nms")]
@@ -193,7 +204,9 @@ def test_mask_of_another_library(func, direction):
         x, m = torch.zeros(shape, dtype=torch.float64), np.zeros(shape, dtype=bool)
     with _raises(TypeError, func, "precomputed_nms_mask"):
         getattr(sx, func)(x, precomputed_nms_mask=m)
-    cls = {"conv_quad_interp3d": sx.ConvQuadInterp3d, "iterative_quad_interp3d": sx.IterativeQuadInterp3d}[func]
+    cls = {"conv_quad_interp3d": sx.ConvQuadInterp3d, "iterative_quad_interp3d": sx.IterativeQuadInterp3d}[
+        func
+    ]
     with _raises(TypeError, func, "precomputed_nms_mask"):
         cls()(x, precomputed_nms_mask=m)
 
@@ -249,8 +262,13 @@ def test_zero_dimensional(be, op):
 
 @pytest.mark.parametrize(
     ("mean_shape", "std_shape", "bad"),
-    [((), (2,), "mean"), ((3,), (3,), "mean"), ((4, 3), (4, 2), "mean"), ((2,), (2, 3), "std"),
-     ((3, 2), (4, 2), "std")],
+    [
+        ((), (2,), "mean"),
+        ((3,), (3,), "mean"),
+        ((4, 3), (4, 2), "mean"),
+        ((2,), (2, 3), "std"),
+        ((3, 2), (4, 2), "std"),
+    ],
 )
 def test_render_gaussian2d_bad_shapes(be, mean_shape, std_shape, bad):
     mean = be.asarray(np.zeros(mean_shape))
@@ -259,7 +277,9 @@ def test_render_gaussian2d_bad_shapes(be, mean_shape, std_shape, bad):
         sx.render_gaussian2d(mean, std, (4, 5))
 
 
-@pytest.mark.parametrize("size", [(0, 4), (4, -1), (4,), (4, 4, 4), (4.0, 4), (4, 2.5), 4, None, "44", (True, 4)])
+@pytest.mark.parametrize(
+    "size", [(0, 4), (4, -1), (4,), (4, 4, 4), (4.0, 4), (4, 2.5), 4, None, "44", (True, 4)]
+)
 def test_render_gaussian2d_bad_size(be, size):
     mean, std = _arr(be, (3, 2)), be.asarray(np.ones((3, 2)))
     with pytest.raises(ValueError, match=r"render_gaussian2d\b.*\bsize\b"):
@@ -273,7 +293,9 @@ def test_mask_of_wrong_shape(be, func, mask_shape):
     mask = be.asarray(np.zeros(mask_shape, dtype=bool))
     with _raises(ValueError, func, "precomputed_nms_mask"):
         getattr(sx, func)(x, precomputed_nms_mask=mask)
-    cls = {"conv_quad_interp3d": sx.ConvQuadInterp3d, "iterative_quad_interp3d": sx.IterativeQuadInterp3d}[func]
+    cls = {"conv_quad_interp3d": sx.ConvQuadInterp3d, "iterative_quad_interp3d": sx.IterativeQuadInterp3d}[
+        func
+    ]
     with _raises(ValueError, func, "precomputed_nms_mask"):
         cls()(x, precomputed_nms_mask=mask)
 
@@ -325,7 +347,13 @@ def test_conv_soft_argmax_bad_geometry(be, cls, param, dim):
 
 @pytest.mark.parametrize(
     ("dim", "kernel", "padding"),
-    [(2, (3, 3), (2, 1)), (2, (1, 1), (1, 0)), (2, (4, 5), (1, 3)), (3, (3, 3, 3), (1, 1, 2)), (3, (2, 2, 2), (0, 2, 0))],
+    [
+        (2, (3, 3), (2, 1)),
+        (2, (1, 1), (1, 0)),
+        (2, (4, 5), (1, 3)),
+        (3, (3, 3, 3), (1, 1, 2)),
+        (3, (2, 2, 2), (0, 2, 0)),
+    ],
 )
 def test_conv_soft_argmax_padding_larger_than_half_kernel(be, dim, kernel, padding):
     func = f"conv_soft_argmax{dim}d"
@@ -347,8 +375,9 @@ def test_conv_soft_argmax_good_geometry_is_accepted(be, dim):
     # The other side of the padding rule: 2 * pad == kernel is allowed, and even kernels work.
     func = f"conv_soft_argmax{dim}d"
     x = _arr(be, (1, 1) + (5,) * dim)
-    coords = getattr(sx, func)(x, kernel_size=(2,) * dim, stride=(2,) * dim, padding=(1,) * dim,
-                               output_value=False)
+    coords = getattr(sx, func)(
+        x, kernel_size=(2,) * dim, stride=(2,) * dim, padding=(1,) * dim, output_value=False
+    )
     assert tuple(coords.shape) == (1, 1, dim) + (3,) * dim
 
 
@@ -415,7 +444,9 @@ def test_temperature_bool_array(be, func, call, ndim):
 def test_good_temperature_array_is_accepted(be, func, call, ndim):
     # The checks must not reject valid per-map temperatures.
     x = _arr(be, (2, 3) + (4,) * (ndim - 2))
-    t = np.linspace(0.5, 2.0, 6).reshape((2, 3, 1) if func.startswith("spatial") else (2, 3) + (1,) * (ndim - 2))
+    t = np.linspace(0.5, 2.0, 6).reshape(
+        (2, 3, 1) if func.startswith("spatial") else (2, 3) + (1,) * (ndim - 2)
+    )
     out = call(x, be.asarray(t))
     first = out[0] if isinstance(out, tuple) else out
     assert first.shape[:2] == (2, 3)
@@ -423,11 +454,13 @@ def test_good_temperature_array_is_accepted(be, func, call, ndim):
 
 @pytest.mark.parametrize(
     ("func", "x_shape", "t_shape"),
-    [("conv_soft_argmax2d", (1, 1, 3, 3), (2,)),
-     ("conv_soft_argmax3d", (1, 1, 3, 3, 3), (2,)),
-     ("spatial_softmax2d", (1, 2, 3, 3), (2,)),
-     ("spatial_softmax2d", (1, 2, 3, 3), (3, 2, 1)),
-     ("conv_soft_argmax2d", (1, 1, 3, 3), (2, 1, 1, 1))],
+    [
+        ("conv_soft_argmax2d", (1, 1, 3, 3), (2,)),
+        ("conv_soft_argmax3d", (1, 1, 3, 3, 3), (2,)),
+        ("spatial_softmax2d", (1, 2, 3, 3), (2,)),
+        ("spatial_softmax2d", (1, 2, 3, 3), (3, 2, 1)),
+        ("conv_soft_argmax2d", (1, 1, 3, 3), (2, 1, 1, 1)),
+    ],
 )
 def test_temperature_not_broadcasting_to_the_maps(be_nt, func, x_shape, t_shape):
     x = _arr(be_nt, x_shape)
@@ -505,12 +538,16 @@ def _quad_calls(func):
     ``AdaptiveQuadInterp3d`` checks every parameter in its constructor, so its messages name the class.
     """
     if func == "conv_quad_interp3d":
-        return [(func, lambda x, **kw: sx.conv_quad_interp3d(x, **kw)),
-                (func, lambda x, **kw: sx.ConvQuadInterp3d(**kw)(x)),
-                (f"(AdaptiveQuadInterp3d|{func})", lambda x, **kw: sx.AdaptiveQuadInterp3d(mode="conv", **kw)(x))]
-    return [(func, lambda x, **kw: sx.iterative_quad_interp3d(x, **kw)),
-            (func, lambda x, **kw: sx.IterativeQuadInterp3d(**kw)(x)),
-            (f"(AdaptiveQuadInterp3d|{func})", lambda x, **kw: sx.AdaptiveQuadInterp3d(mode="patch", **kw)(x))]
+        return [
+            (func, lambda x, **kw: sx.conv_quad_interp3d(x, **kw)),
+            (func, lambda x, **kw: sx.ConvQuadInterp3d(**kw)(x)),
+            (f"(AdaptiveQuadInterp3d|{func})", lambda x, **kw: sx.AdaptiveQuadInterp3d(mode="conv", **kw)(x)),
+        ]
+    return [
+        (func, lambda x, **kw: sx.iterative_quad_interp3d(x, **kw)),
+        (func, lambda x, **kw: sx.IterativeQuadInterp3d(**kw)(x)),
+        (f"(AdaptiveQuadInterp3d|{func})", lambda x, **kw: sx.AdaptiveQuadInterp3d(mode="patch", **kw)(x)),
+    ]
 
 
 @pytest.mark.parametrize("func", ["conv_quad_interp3d", "iterative_quad_interp3d"])
@@ -538,8 +575,9 @@ def test_bad_max_candidates(be, bad):
             call(x, max_candidates=bad)
 
 
-@pytest.mark.parametrize(("mode", "param"), [("auto", "dilation_radius"), ("patch", "dilation_radius"),
-                                             ("conv", "max_candidates")])
+@pytest.mark.parametrize(
+    ("mode", "param"), [("auto", "dilation_radius"), ("patch", "dilation_radius"), ("conv", "max_candidates")]
+)
 def test_adaptive_rejects_bad_parameters_of_either_path(be, mode, param):
     x = _arr(be, (1, 1, 3, 5, 5))
     with pytest.raises(ValueError, match=rf"(AdaptiveQuadInterp3d|quad_interp3d)\b.*\b{param}\b"):
@@ -547,11 +585,18 @@ def test_adaptive_rejects_bad_parameters_of_either_path(be, mode, param):
 
 
 @pytest.mark.parametrize("func", ["conv_quad_interp3d", "iterative_quad_interp3d"])
-@pytest.mark.parametrize(("param", "bad", "exc"), [
-    ("max_subpixel_shift", -0.1, ValueError), ("max_subpixel_shift", math.nan, ValueError),
-    ("max_subpixel_shift", "0.6", ValueError), ("strict_maxima_bonus", math.nan, ValueError),
-    ("strict_maxima_bonus", None, ValueError), ("allow_scale_steps", "yes", TypeError),
-    ("allow_scale_steps", 1, TypeError)])
+@pytest.mark.parametrize(
+    ("param", "bad", "exc"),
+    [
+        ("max_subpixel_shift", -0.1, ValueError),
+        ("max_subpixel_shift", math.nan, ValueError),
+        ("max_subpixel_shift", "0.6", ValueError),
+        ("strict_maxima_bonus", math.nan, ValueError),
+        ("strict_maxima_bonus", None, ValueError),
+        ("allow_scale_steps", "yes", TypeError),
+        ("allow_scale_steps", 1, TypeError),
+    ],
+)
 def test_bad_quad_interp_parameters(be, func, param, bad, exc):
     x = _arr(be, (1, 1, 3, 5, 5))
     for name, call in _quad_calls(func):
@@ -585,21 +630,27 @@ def test_strict_maxima_bonus_negative_or_not_a_number(be, bad):
         sx.conv_soft_argmax3d(x, strict_maxima_bonus=bad)
 
 
-@pytest.mark.parametrize(("func", "call"), [
-    ("spatial_expectation2d", lambda x, v: sx.spatial_expectation2d(x, v)),
-    ("spatial_soft_argmax2d", lambda x, v: sx.spatial_soft_argmax2d(x, None, v)),
-    ("conv_soft_argmax2d", lambda x, v: sx.conv_soft_argmax2d(x, normalized_coordinates=v)),
-])
+@pytest.mark.parametrize(
+    ("func", "call"),
+    [
+        ("spatial_expectation2d", lambda x, v: sx.spatial_expectation2d(x, v)),
+        ("spatial_soft_argmax2d", lambda x, v: sx.spatial_soft_argmax2d(x, None, v)),
+        ("conv_soft_argmax2d", lambda x, v: sx.conv_soft_argmax2d(x, normalized_coordinates=v)),
+    ],
+)
 def test_normalized_coordinates_must_be_bool(be, func, call):
     x = _arr(be, (1, 1, 4, 4))
     with _raises(TypeError, func, "normalized_coordinates"):
         call(x, "yes")
 
 
-@pytest.mark.parametrize(("func", "call"), [
-    ("nms2d", lambda x, v: sx.nms2d(x, (3, 3), v)),
-    ("conv_soft_argmax2d", lambda x, v: sx.conv_soft_argmax2d(x, output_value=v)),
-])
+@pytest.mark.parametrize(
+    ("func", "call"),
+    [
+        ("nms2d", lambda x, v: sx.nms2d(x, (3, 3), v)),
+        ("conv_soft_argmax2d", lambda x, v: sx.conv_soft_argmax2d(x, output_value=v)),
+    ],
+)
 def test_flags_must_be_bool(be, func, call):
     x = _arr(be, (1, 1, 4, 4))
     param = "mask_only" if func == "nms2d" else "output_value"

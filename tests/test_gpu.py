@@ -91,9 +91,13 @@ PUBLIC = {
     "spatial_softmax2d": lambda a: S.spatial_softmax2d(a["maps"], 0.5),
     "spatial_expectation2d": lambda a: S.spatial_expectation2d(a["probs"], False),
     "spatial_soft_argmax2d": lambda a: S.spatial_soft_argmax2d(a["maps"], 0.1),
-    "spatial_soft_argmax2d-temperature-array": lambda a: S.spatial_soft_argmax2d(a["maps"], a["temps"], False),
+    "spatial_soft_argmax2d-temperature-array": lambda a: S.spatial_soft_argmax2d(
+        a["maps"], a["temps"], False
+    ),
     "render_gaussian2d": lambda a: S.render_gaussian2d(a["mean"], a["std"], (24, 20)),
-    "conv_soft_argmax2d": lambda a: S.conv_soft_argmax2d(a["maps"], (3, 3), (2, 2), (1, 1), output_value=True),
+    "conv_soft_argmax2d": lambda a: S.conv_soft_argmax2d(
+        a["maps"], (3, 3), (2, 2), (1, 1), output_value=True
+    ),
     "conv_soft_argmax3d": lambda a: S.conv_soft_argmax3d(a["volume"]),
     "nms2d": lambda a: S.nms2d(a["maps"], (5, 5), False),
     "nms3d": lambda a: S.nms3d(a["volume"], (3, 3, 3), True),
@@ -178,7 +182,11 @@ def _extra_softmax_cases(rng):
 
 
 def _extra_filter_cases(rng):
-    gauss = tuple(float(v) for v in np.exp(-0.5 * (np.arange(-3, 4) / 1.1) ** 2) / np.exp(-0.5 * (np.arange(-3, 4) / 1.1) ** 2).sum())
+    gauss = tuple(
+        float(v)
+        for v in np.exp(-0.5 * (np.arange(-3, 4) / 1.1) ** 2)
+        / np.exp(-0.5 * (np.arange(-3, 4) / 1.1) ** 2).sum()
+    )
     yield (rng.standard_normal((1, 1, 4, 4)), gauss), {}  # sides just longer than the radius: cupyx path
     yield (rng.standard_normal((1, 1, 3, 9)), gauss), {}  # a side equal to the radius: generic fallback
     yield (rng.standard_normal((2, 1, 2, 9, 11)).astype(np.float32), (0.2, 0.5, 0.3)), {}
@@ -201,7 +209,9 @@ def _check_hook(hook: str, asarray, xp) -> int:
     cases = [*HOOK_CASES[hook](rng), *EXTRA_CASES[hook](rng)]
     for args, kwargs in cases:
         converted = [asarray(a) if isinstance(a, np.ndarray) else a for a in args]
-        before = [np.array(to_numpy(a), copy=True) for a in converted if not isinstance(a, tuple | int | float)]
+        before = [
+            np.array(to_numpy(a), copy=True) for a in converted if not isinstance(a, tuple | int | float)
+        ]
         expected = getattr(GENERIC, hook)(*converted, xp=xp, **kwargs)
         got = getattr(_cupy.HOOKS, hook)(*converted, xp=xp, **kwargs)
         assert type(got) is type(expected), (hook, type(got), type(expected))
@@ -314,8 +324,15 @@ def test_cpu_cupy_window_kernel_construction(monkeypatch):
 # CPU: the CuPy hooks with NumPy standing in for CuPy.
 
 _C_TYPES = {
-    "float32": "float", "float64": "double", "int8": "signed char", "int16": "short", "int32": "int",
-    "int64": "long long", "uint8": "unsigned char", "uint16": "unsigned short", "uint32": "unsigned int",
+    "float32": "float",
+    "float64": "double",
+    "int8": "signed char",
+    "int16": "short",
+    "int32": "int",
+    "int64": "long long",
+    "uint8": "unsigned char",
+    "uint16": "unsigned short",
+    "uint32": "unsigned int",
     "uint64": "unsigned long long",
 }
 _PARAM_TYPES = {"int64": "long long", "int32": "int"}
@@ -333,7 +350,9 @@ def _harness_source() -> str:
     params = []
     for p in _cupy._WINDOW_PARAMS.split(","):
         words = p.split()
-        params.append(f"const T* {words[-1]}" if words[0] == "raw" else f"{_PARAM_TYPES[words[0]]} {words[-1]}")
+        params.append(
+            f"const T* {words[-1]}" if words[0] == "raw" else f"{_PARAM_TYPES[words[0]]} {words[-1]}"
+        )
     parts = ["#include <cstddef>"]
     for which in ("max", "min"):
         for dtype, ctype in _C_TYPES.items():
@@ -360,7 +379,12 @@ class _CppWindowKernel:
         assert x.dtype == out.dtype and len(scalars) == 9
         fn = getattr(self.library, f"window_{self.which}_{x.dtype.name}")
         ints = [ctypes.c_longlong(int(v)) for v in scalars[:6]] + [ctypes.c_int(int(v)) for v in scalars[6:]]
-        fn(ctypes.c_void_p(x.ctypes.data), *ints, ctypes.c_void_p(out.ctypes.data), ctypes.c_longlong(out.size))
+        fn(
+            ctypes.c_void_p(x.ctypes.data),
+            *ints,
+            ctypes.c_void_p(out.ctypes.data),
+            ctypes.c_longlong(out.size),
+        )
         self.calls.append(tuple(int(v) for v in scalars))
 
 
@@ -373,8 +397,11 @@ def cpp_window_library(tmp_path_factory):
     folder = tmp_path_factory.mktemp("window_kernel")
     source, library = folder / "window.cpp", folder / "window.so"
     source.write_text(_harness_source())
-    proc = subprocess.run([compiler, "-std=c++11", "-O1", "-shared", "-fPIC", "-o", str(library), str(source)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [compiler, "-std=c++11", "-O1", "-shared", "-fPIC", "-o", str(library), str(source)],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, f"the window kernel source does not compile as C++:\n{proc.stderr}"
     return ctypes.CDLL(str(library))
 
@@ -445,11 +472,28 @@ def test_cpu_cupy_hooks_run_under_the_input_device(numpy_as_cupy):
 # ---------------------------------------------------------------------------------------------
 # CPU: the torch static paths on the meta device make no host synchronisation.
 
-_SYNCING_OPS = frozenset({
-    "_local_scalar_dense", "item", "is_nonzero", "equal", "allclose", "nonzero", "masked_select", "unique",
-    "_unique", "_unique2", "unique_dim", "unique_consecutive", "bincount", "histc", "repeat_interleave",
-    "masked_scatter", "multinomial", "_assert_async",
-})
+_SYNCING_OPS = frozenset(
+    {
+        "_local_scalar_dense",
+        "item",
+        "is_nonzero",
+        "equal",
+        "allclose",
+        "nonzero",
+        "masked_select",
+        "unique",
+        "_unique",
+        "_unique2",
+        "unique_dim",
+        "unique_consecutive",
+        "bincount",
+        "histc",
+        "repeat_interleave",
+        "masked_scatter",
+        "multinomial",
+        "_assert_async",
+    }
+)
 
 
 def _host_sync_recorder(torch, events: list):
@@ -462,7 +506,9 @@ def _host_sync_recorder(torch, events: list):
             if name in _SYNCING_OPS:
                 events.append(f"aten.{name}")
             if name in ("index", "index_put", "index_put_") and any(
-                isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in (args[1] or ()) if i is not None
+                isinstance(i, torch.Tensor) and i.dtype == torch.bool
+                for i in (args[1] or ())
+                if i is not None
             ):
                 events.append(f"aten.{name} with a boolean mask")
             if name in ("_to_copy", "copy_"):
@@ -485,7 +531,11 @@ def test_cpu_torch_static_paths_no_host_sync_on_meta(name, monkeypatch, request,
     def recording(fn, fname):
         def wrapper(obj, *args, **kwargs):
             target = kwargs.get("device")
-            if not isinstance(obj, torch.Tensor) and target is not None and torch.device(target).type != "cpu":
+            if (
+                not isinstance(obj, torch.Tensor)
+                and target is not None
+                and torch.device(target).type != "cpu"
+            ):
                 events.append(f"torch.{fname}(host data, device={target})")
             return fn(obj, *args, **kwargs)
 
@@ -516,8 +566,13 @@ def test_cpu_bench_gpu_fails_fast_without_a_gpu(tmp_path):
     if _cuda_present():
         pytest.skip("a CUDA device is present here: the benchmark would run")
     out = tmp_path / "gpu.json"
-    proc = subprocess.run([sys.executable, "benchmarks/bench_gpu.py", "--out", str(out)],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/bench_gpu.py", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "cannot run" in proc.stderr and ("no CUDA device" in proc.stderr or "not installed" in proc.stderr)
     assert not out.exists()
@@ -527,13 +582,39 @@ def test_cpu_bench_gpu_runs_on_cpu_standins(tmp_path):
     pytest.importorskip("kornia")
     out = tmp_path / "smoke.json"
     proc = subprocess.run(
-        [sys.executable, "benchmarks/bench_gpu.py", "--cpu-smoke", "--out", str(out), "--rounds", "2",
-         "--target-ms", "1", "--warmup-s", "0"],
-        capture_output=True, text=True, timeout=600, cwd=ROOT,
+        [
+            sys.executable,
+            "benchmarks/bench_gpu.py",
+            "--cpu-smoke",
+            "--out",
+            str(out),
+            "--rounds",
+            "2",
+            "--target-ms",
+            "1",
+            "--warmup-s",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
-    assert list(result["workloads"]) == ["W1", "W2a", "W2b", "W3", "W4a", "W4b", "W5a", "W5b", "W6a", "W6b", "W7"]
+    assert list(result["workloads"]) == [
+        "W1",
+        "W2a",
+        "W2b",
+        "W3",
+        "W4a",
+        "W4b",
+        "W5a",
+        "W5b",
+        "W6a",
+        "W6b",
+        "W7",
+    ]
     for key, entry in result["workloads"].items():
         assert not entry["errors"], (key, entry["errors"])
         assert set(entry["median_ms"]) == {"copy", "kornia", "ours_torch", "ours_cupy"}, key
@@ -580,9 +661,12 @@ def _check_outputs(got, want, like, dtype_name: str, what: str) -> None:
         label = f"{what}, output {i}"
         assert array_api_compat.array_namespace(g) is xp, f"{label}: {type(g)} from a {type(like)} input"
         assert array_api_compat.device(g) == array_api_compat.device(like), (
-            f"{label}: on {array_api_compat.device(g)}, input on {array_api_compat.device(like)}")
+            f"{label}: on {array_api_compat.device(g)}, input on {array_api_compat.device(like)}"
+        )
         expected = "bool" if _is_mask(w) else dtype_name
-        assert str(g.dtype).removeprefix("torch.") == expected, f"{label}: dtype {g.dtype}, expected {expected}"
+        assert str(g.dtype).removeprefix("torch.") == expected, (
+            f"{label}: dtype {g.dtype}, expected {expected}"
+        )
         assert_close(g, w, dtype_name, what=label)
 
 
@@ -615,8 +699,12 @@ def test_gpu_conformance_catalogue(gpu):
             elif result.status == "xpass":
                 stale.append(result.message)
     assert runs > 100
-    assert not failures, f"{len(failures)} of {runs} runs fail on {gpu.name}:\n\n" + "\n\n".join(failures[:20])
-    assert not stale, f"known failures that pass on {gpu.name} (narrow subpix_xp/conformance/known_failures.py): {stale}"
+    assert not failures, f"{len(failures)} of {runs} runs fail on {gpu.name}:\n\n" + "\n\n".join(
+        failures[:20]
+    )
+    assert not stale, (
+        f"known failures that pass on {gpu.name} (narrow subpix_xp/conformance/known_failures.py): {stale}"
+    )
 
 
 def test_gpu_capabilities(gpu, native_hooks):
@@ -661,14 +749,17 @@ def test_gpu_outputs_stay_on_a_second_device(gpu):
 def _torch_equal(got, want, what: str) -> None:
     torch = importlib.import_module("torch")
     for i, (g, w) in enumerate(zip(_as_tuple(got), _as_tuple(want))):
-        torch.testing.assert_close(g, w, rtol=0, atol=0, equal_nan=True, msg=lambda m, i=i: f"{what}, output {i}: {m}")
+        torch.testing.assert_close(
+            g, w, rtol=0, atol=0, equal_nan=True, msg=lambda m, i=i: f"{what}, output {i}: {m}"
+        )
 
 
 GRAPHED = {
     "AdaptiveQuadInterp3d-auto": lambda x: S.AdaptiveQuadInterp3d("auto", strict_maxima_bonus=0.0)(x),
     "conv_quad_interp3d": lambda x: S.conv_quad_interp3d(x),
     "conv_quad_interp3d-nms3d-mask": lambda x: S.conv_quad_interp3d(
-        x, precomputed_nms_mask=S.nms3d(x, (3, 3, 3), True), strict_maxima_bonus=0.0, dilation_radius=2),
+        x, precomputed_nms_mask=S.nms3d(x, (3, 3, 3), True), strict_maxima_bonus=0.0, dilation_radius=2
+    ),
 }
 
 

@@ -36,8 +36,14 @@ def _window_cases(rng):
     for dtype in DTYPES:
         if dtype == "bool":
             continue
-        for shape, window in [((2, 7, 9), (3, 3)), ((1, 2, 5, 6, 7), (3, 2, 4)), ((3, 8), (5,)),
-                              ((2, 6, 6), (1, 6)), ((1, 1, 4, 5, 6), (1, 1, 1)), ((2, 9, 9), (7, 2))]:
+        for shape, window in [
+            ((2, 7, 9), (3, 3)),
+            ((1, 2, 5, 6, 7), (3, 2, 4)),
+            ((3, 8), (5,)),
+            ((2, 6, 6), (1, 6)),
+            ((1, 1, 4, 5, 6), (1, 1, 1)),
+            ((2, 9, 9), (7, 2)),
+        ]:
             yield (_data(rng, shape, dtype), window), {}
 
 
@@ -144,7 +150,10 @@ CASES = {
     "fori_loop": _loop_cases,
 }
 # Hooks whose floating-point results may differ from the generic ones by summation order.
-ROUNDING = {"separable_filter": {"float32": 1e-6, "float64": 1e-14}, "softmax": {"float32": 1e-6, "float64": 1e-14}}
+ROUNDING = {
+    "separable_filter": {"float32": 1e-6, "float64": 1e-14},
+    "softmax": {"float32": 1e-6, "float64": 1e-14},
+}
 
 
 def _array_hooks():
@@ -216,7 +225,9 @@ def test_separable_filter_within_ulps_of_generic(name, dtype):
         for size in sizes:
             for scale in (1.0, 1e4):
                 x = (rng.standard_normal(shape) * scale).astype(dtype)
-                kernel = _gauss(size / 8, size) if size % 3 else tuple(float(v) for v in rng.uniform(-1, 1, size))
+                kernel = (
+                    _gauss(size / 8, size) if size % 3 else tuple(float(v) for v in rng.uniform(-1, 1, size))
+                )
                 weight = sum(abs(v) for v in kernel) ** 2  # bounds the output by weight * max|x|
                 before = x.copy()
                 got = native(backend.asarray(x), kernel, xp=backend.xp)
@@ -227,9 +238,12 @@ def test_separable_filter_within_ulps_of_generic(name, dtype):
                 # Recursive summation of k products per axis: at most about k rounding errors each.
                 bound = (size + 1) * eps * weight * float(np.abs(x).max())
                 np.testing.assert_allclose(g, e, rtol=0, atol=bound, err_msg=what)
-                np.testing.assert_allclose(g, _brute_filter(x.astype(np.float64), kernel), rtol=0, atol=bound,
-                                           err_msg=what)
-                np.testing.assert_array_equal(to_numpy(backend.asarray(x)), before, err_msg=f"{what}: input changed")
+                np.testing.assert_allclose(
+                    g, _brute_filter(x.astype(np.float64), kernel), rtol=0, atol=bound, err_msg=what
+                )
+                np.testing.assert_array_equal(
+                    to_numpy(backend.asarray(x)), before, err_msg=f"{what}: input changed"
+                )
 
 
 @pytest.mark.parametrize("name", _filter_backends())
@@ -252,15 +266,19 @@ def test_separable_filter_torch_keeps_autograd_and_half_precision():
     torch = pytest.importorskip("torch")
     xp = load_backend("torch").xp
     kernel = _gauss(1.0, 7)
-    x = torch.randn(1, 1, 20, 30, dtype=torch.float64, generator=torch.Generator().manual_seed(6), requires_grad=True)
+    x = torch.randn(
+        1, 1, 20, 30, dtype=torch.float64, generator=torch.Generator().manual_seed(6), requires_grad=True
+    )
     out = hooks_for(xp).separable_filter(x, kernel, xp=xp)
     assert out.requires_grad
     (grad,) = torch.autograd.grad(out.sum(), x)
     (want,) = torch.autograd.grad(GENERIC.separable_filter(x, kernel, xp=xp).sum(), x)
     torch.testing.assert_close(grad, want)
     half = x.detach().to(torch.float16)
-    np.testing.assert_array_equal(to_numpy(hooks_for(xp).separable_filter(half, kernel, xp=xp)),
-                                  to_numpy(GENERIC.separable_filter(half, kernel, xp=xp)))
+    np.testing.assert_array_equal(
+        to_numpy(hooks_for(xp).separable_filter(half, kernel, xp=xp)),
+        to_numpy(GENERIC.separable_filter(half, kernel, xp=xp)),
+    )
 
 
 def test_separable_filter_torch_off_cpu_path_is_bit_identical():
@@ -272,11 +290,16 @@ def test_separable_filter_torch_off_cpu_path_is_bit_identical():
     backend = load_backend("torch")
     rng = np.random.default_rng(7)
     for dtype in ("float32", "float64"):
-        for shape, kernel in [((2, 1, 17, 23), _gauss(1.3, 9)), ((1, 3, 12, 40), (0.1, 0.7, 0.2)),
-                              ((1, 1, 5, 6), _gauss(0.8, 7))]:
+        for shape, kernel in [
+            ((2, 1, 17, 23), _gauss(1.3, 9)),
+            ((1, 3, 12, 40), (0.1, 0.7, 0.2)),
+            ((1, 1, 5, 6), _gauss(0.8, 7)),
+        ]:
             x = backend.asarray(rng.standard_normal(shape).astype(dtype))
-            np.testing.assert_array_equal(to_numpy(_torch._tap_filter(x, kernel)),
-                                          to_numpy(GENERIC.separable_filter(x, kernel, xp=backend.xp)))
+            np.testing.assert_array_equal(
+                to_numpy(_torch._tap_filter(x, kernel)),
+                to_numpy(GENERIC.separable_filter(x, kernel, xp=backend.xp)),
+            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,6 +342,7 @@ def test_jax_fori_loop_matches_generic(dtype, compiled):
     for n in (0, 1, 5):
         runs = []
         for loop in (_jax.fori_loop, GENERIC.fori_loop):
+
             def run(c, loop=loop, n=n):
                 return loop(n, _refine_like_body, c, xp=xp)
 
@@ -378,7 +402,9 @@ def test_jax_separable_filter_takes_the_taps_on_large_planes(monkeypatch):
     from subpix_xp.backends import _jax
 
     taken = []
-    monkeypatch.setattr(_jax, "_tap_filter", lambda x, kernel: taken.append(x.shape) or _jax._conv_filter(x, kernel))
+    monkeypatch.setattr(
+        _jax, "_tap_filter", lambda x, kernel: taken.append(x.shape) or _jax._conv_filter(x, kernel)
+    )
     x = jax_backend.asarray(np.random.default_rng(10).standard_normal((1, 512, 1024)).astype("float32"))
     kernel = _gauss(2.0, 13)
     got = to_numpy(_jax.separable_filter(x, kernel, xp=jax_backend.xp))
@@ -396,7 +422,9 @@ def test_generic_window_max_against_brute_force():
         got = GENERIC.window_max(x, (k,), xp=xp)
         want = np.stack([x[:, i : i + k].max(axis=1) for i in range(20 - k + 1)], axis=1)
         np.testing.assert_array_equal(got, want)
-        np.testing.assert_array_equal(GENERIC.window_min(x, (k,), xp=xp), -GENERIC.window_max(-x, (k,), xp=xp))
+        np.testing.assert_array_equal(
+            GENERIC.window_min(x, (k,), xp=xp), -GENERIC.window_max(-x, (k,), xp=xp)
+        )
 
 
 def test_generic_expand_against_scatter():
@@ -447,13 +475,18 @@ def test_operations_agree_under_generic_hooks(xp_backend):
     runs = []
     for forced in (False, True):
         with use_generic_hooks(forced):
-            runs.append([to_numpy(a) for a in (
-                subpix_xp.nms3d(x, (3, 3, 3), True),
-                *subpix_xp.nms3d_minmax(x),
-                *subpix_xp.conv_soft_argmax3d(x),
-                *subpix_xp.iterative_quad_interp3d(x),
-                *subpix_xp.conv_quad_interp3d(x),
-            )])
+            runs.append(
+                [
+                    to_numpy(a)
+                    for a in (
+                        subpix_xp.nms3d(x, (3, 3, 3), True),
+                        *subpix_xp.nms3d_minmax(x),
+                        *subpix_xp.conv_soft_argmax3d(x),
+                        *subpix_xp.iterative_quad_interp3d(x),
+                        *subpix_xp.conv_quad_interp3d(x),
+                    )
+                ]
+            )
     for native, generic in zip(*runs):
         if native.dtype == np.bool_:
             np.testing.assert_array_equal(native, generic)

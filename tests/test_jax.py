@@ -36,8 +36,18 @@ CASES = [
     ("spatial_expectation2d", S.spatial_expectation2d, (np.abs(X4),), {"normalized_coordinates": False}),
     ("spatial_soft_argmax2d", S.spatial_soft_argmax2d, (X4,), {"temperature": 0.3}),
     ("render_gaussian2d", S.render_gaussian2d, (MEAN, STD), {"size": (7, 9)}),
-    ("conv_soft_argmax2d", S.conv_soft_argmax2d, (X4,),
-     {"kernel_size": (4, 4), "stride": (2, 2), "padding": (2, 2), "temperature": 0.7, "output_value": True}),
+    (
+        "conv_soft_argmax2d",
+        S.conv_soft_argmax2d,
+        (X4,),
+        {
+            "kernel_size": (4, 4),
+            "stride": (2, 2),
+            "padding": (2, 2),
+            "temperature": 0.7,
+            "output_value": True,
+        },
+    ),
     ("conv_soft_argmax3d", S.conv_soft_argmax3d, (X5,), {"stride": (1, 2, 1), "strict_maxima_bonus": 0.5}),
     ("nms2d", S.nms2d, (X4,), {"kernel_size": (3, 5)}),
     ("nms2d_int", S.nms2d, ((X4 * 2).astype(np.int32),), {"kernel_size": (3, 3)}),
@@ -97,9 +107,12 @@ def test_jit_quad_interp_is_dense_and_static():
     for o, r in zip(a, ref):
         assert_close(o, r, "float32", what="iterative_quad_interp3d(max_candidates) under jit")
     # conv and patch agree once the dilation radius covers every move (n_iters - 1 of them)
-    b = jax.jit(functools.partial(S.conv_quad_interp3d, n_iters=3, max_subpixel_shift=0.3, dilation_radius=2))(
-        jnp.asarray(x))
-    c = jax.jit(functools.partial(S.iterative_quad_interp3d, n_iters=3, max_subpixel_shift=0.3))(jnp.asarray(x))
+    b = jax.jit(
+        functools.partial(S.conv_quad_interp3d, n_iters=3, max_subpixel_shift=0.3, dilation_radius=2)
+    )(jnp.asarray(x))
+    c = jax.jit(functools.partial(S.iterative_quad_interp3d, n_iters=3, max_subpixel_shift=0.3))(
+        jnp.asarray(x)
+    )
     for p, q in zip(b, c):
         np.testing.assert_array_equal(np.asarray(p), np.asarray(q))
 
@@ -113,7 +126,9 @@ def test_adaptive_picks_conv_for_jax():
 def test_precomputed_mask_under_jit():
     mask = np.asarray(S.nms3d(DOG, (3, 3, 3), True))
     ref = S.iterative_quad_interp3d(DOG, precomputed_nms_mask=mask)
-    out = jax.jit(lambda x, m: S.iterative_quad_interp3d(x, precomputed_nms_mask=m))(jnp.asarray(DOG), jnp.asarray(mask))
+    out = jax.jit(lambda x, m: S.iterative_quad_interp3d(x, precomputed_nms_mask=m))(
+        jnp.asarray(DOG), jnp.asarray(mask)
+    )
     _compare(out, ref, "iterative_quad_interp3d(precomputed_nms_mask) under jit")
 
 
@@ -124,7 +139,8 @@ def test_temperature_array_traced_and_eager():
     _compare(out, ref, "spatial_soft_argmax2d(temperature=array) under jit")
     ref = S.conv_soft_argmax2d(X4, temperature=temp[..., None], output_value=True)
     out = jax.jit(lambda x, t: S.conv_soft_argmax2d(x, temperature=t, output_value=True))(
-        jnp.asarray(X4), jnp.asarray(temp[..., None]))
+        jnp.asarray(X4), jnp.asarray(temp[..., None])
+    )
     _compare(out, ref, "conv_soft_argmax2d(temperature=array) under jit")
     # Eagerly the values can be read, so a non-positive temperature is still refused.
     with pytest.raises(ValueError, match="temperature"):
@@ -157,8 +173,9 @@ def test_window_hooks_match_generic(dtype, window):
         x[1, 2, 0, 1] = np.inf
     xj = jnp.asarray(x)
     for ours, ref in ((_jax.window_max, _generic.window_max), (_jax.window_min, _generic.window_min)):
-        np.testing.assert_array_equal(np.asarray(ours(xj, window, xp=BACKEND.xp)),
-                                      np.asarray(ref(xj, window, xp=BACKEND.xp)))
+        np.testing.assert_array_equal(
+            np.asarray(ours(xj, window, xp=BACKEND.xp)), np.asarray(ref(xj, window, xp=BACKEND.xp))
+        )
 
 
 def test_pad_and_expand_hooks_match_generic():
@@ -167,13 +184,17 @@ def test_pad_and_expand_hooks_match_generic():
     x = jnp.asarray(RNG.standard_normal((2, 3, 4)))
     widths = ((1, 2), (0, 3))
     for value in (-np.inf, 0.0, 2.5):
-        np.testing.assert_array_equal(np.asarray(_jax.pad(x, widths, value, xp=BACKEND.xp)),
-                                      np.asarray(GENERIC.pad(x, widths, value, xp=BACKEND.xp)))
+        np.testing.assert_array_equal(
+            np.asarray(_jax.pad(x, widths, value, xp=BACKEND.xp)),
+            np.asarray(GENERIC.pad(x, widths, value, xp=BACKEND.xp)),
+        )
     base = jnp.arange(10.0)
     index = jnp.asarray([1, 4, 5, 9])
     values = jnp.asarray([-1.0, -4.0, -5.0, -9.0])
-    np.testing.assert_array_equal(np.asarray(_jax.expand(values, index, base, xp=BACKEND.xp)),
-                                  np.asarray(GENERIC.expand(values, index, base, xp=BACKEND.xp)))
+    np.testing.assert_array_equal(
+        np.asarray(_jax.expand(values, index, base, xp=BACKEND.xp)),
+        np.asarray(GENERIC.expand(values, index, base, xp=BACKEND.xp)),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,12 +313,24 @@ def test_float_parameters_are_traced_not_compiled_in(monkeypatch):
 
 
 FLOAT_CASES = [
-    ("conv_soft_argmax3d", "_conv_soft_argmax", "_conv_kernel",
-     lambda x, i: S.conv_soft_argmax3d(x, temperature=0.5 + 0.1 * i, strict_maxima_bonus=0.25 * (i + 1))),
-    ("conv_quad_interp3d", "_quad_interp", "_conv_quad_kernel",
-     lambda x, i: S.conv_quad_interp3d(x, strict_maxima_bonus=2.0 + i, max_subpixel_shift=0.3 + 0.1 * i)),
-    ("iterative_quad_interp3d", "_quad_interp", "_iterative_kernel",
-     lambda x, i: S.iterative_quad_interp3d(x, n_iters=0, strict_maxima_bonus=2.0 + i)),
+    (
+        "conv_soft_argmax3d",
+        "_conv_soft_argmax",
+        "_conv_kernel",
+        lambda x, i: S.conv_soft_argmax3d(x, temperature=0.5 + 0.1 * i, strict_maxima_bonus=0.25 * (i + 1)),
+    ),
+    (
+        "conv_quad_interp3d",
+        "_quad_interp",
+        "_conv_quad_kernel",
+        lambda x, i: S.conv_quad_interp3d(x, strict_maxima_bonus=2.0 + i, max_subpixel_shift=0.3 + 0.1 * i),
+    ),
+    (
+        "iterative_quad_interp3d",
+        "_quad_interp",
+        "_iterative_kernel",
+        lambda x, i: S.iterative_quad_interp3d(x, n_iters=0, strict_maxima_bonus=2.0 + i),
+    ),
 ]
 
 
@@ -344,7 +377,9 @@ def generic_window_max_calls(monkeypatch):
     from subpix_xp.backends._jax import PROGRAMS
 
     if backends._generic_forced():
-        pytest.skip("the generic hooks are forced everywhere (SUBPIX_XP_GENERIC_HOOKS): nothing to tell apart")
+        pytest.skip(
+            "the generic hooks are forced everywhere (SUBPIX_XP_GENERIC_HOOKS): nothing to tell apart"
+        )
     calls = []
 
     def window_max(x, window, *, xp):
@@ -434,8 +469,10 @@ def test_detect_blobs_under_jit_in_32_bit_mode_prints_no_warnings():
     """The issue's case: ``detect_blobs`` under ``jax.jit`` without x64 printed int64-truncation
     warnings from the quadratic refinement; now it asks for the default index dtype."""
     yy, xx = np.mgrid[0:64, 0:64].astype(np.float64)
-    image = sum(np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * s * s))
-                for cx, cy, s in [(20.3, 22.6, 2.0), (44.1, 40.7, 2.5), (22.5, 45.2, 3.0)])
+    image = sum(
+        np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * s * s))
+        for cx, cy, s in [(20.3, 22.6, 2.0), (44.1, 40.7, 2.5), (22.5, 45.2, 3.0)]
+    )
     image = image[None, None].astype(np.float32)
     with jax.enable_x64(False):
         blobs = jax.jit(functools.partial(S.detect_blobs, num_features=4))(jnp.asarray(image))

@@ -387,7 +387,9 @@ def test_render_gaussian2d_tails_flushed_to_zero(backend, dtype_name):
     size = (16, 40)
     means = np.array([[3.3, 7.6], [35.0, 0.2]])
     stds = np.array([[0.9, 1.1], [0.6, 0.5]])
-    heat = to_numpy(S.render_gaussian2d(arr(backend, means, dtype_name), arr(backend, stds, dtype_name), size, False))
+    heat = to_numpy(
+        S.render_gaussian2d(arr(backend, means, dtype_name), arr(backend, stds, dtype_name), size, False)
+    )
     t_x, t_y = np.arange(size[1], dtype=np.float64), np.arange(size[0], dtype=np.float64)
     g_x = np.exp(-((t_x - means[:, :1]) ** 2) / (2 * stds[:, :1] ** 2))
     g_y = np.exp(-((t_y - means[:, 1:]) ** 2) / (2 * stds[:, 1:] ** 2))

@@ -46,7 +46,8 @@ def smooth_volumes(draw, max_side=7):
             widths = [draw(st.floats(0.5, 3.0)) for _ in range(3)]
             amp = draw(st.floats(-2.0, 2.0))
             out.reshape(b * c, d, h, w)[i] += amp * np.exp(
-                -sum((g - m) ** 2 / s for g, m, s in zip((dd, yy, xx), centre, widths)))
+                -sum((g - m) ** 2 / s for g, m, s in zip((dd, yy, xx), centre, widths))
+            )
     return out
 
 
@@ -59,11 +60,16 @@ def bowls(draw, max_side=7):
     dd, yy, xx = np.meshgrid(np.arange(d), np.arange(h), np.arange(w), indexing="ij")
     out = np.zeros((b, c, d, h, w))
     for i in range(b * c):
-        offsets = [dd - draw(st.floats(-1.0, d)), yy - draw(st.floats(-1.0, h)), xx - draw(st.floats(-1.0, w))]
+        offsets = [
+            dd - draw(st.floats(-1.0, d)),
+            yy - draw(st.floats(-1.0, h)),
+            xx - draw(st.floats(-1.0, w)),
+        ]
         curvatures = [draw(st.floats(0.2, 2.0)) for _ in range(3)]
         cross = draw(st.floats(-0.1, 0.1))
-        out.reshape(b * c, d, h, w)[i] = -(sum(k * o * o for k, o in zip(curvatures, offsets))
-                                           + cross * offsets[1] * offsets[2])
+        out.reshape(b * c, d, h, w)[i] = -(
+            sum(k * o * o for k, o in zip(curvatures, offsets)) + cross * offsets[1] * offsets[2]
+        )
     return out
 
 
@@ -192,8 +198,12 @@ def test_nms2d_flip_and_transpose(x, kernel, axis):
 
 
 @SETTINGS
-@given(x=maps(3, max_side=5), kernel=odd_kernels(3), axis=st.sampled_from([-1, -2, -3]),
-       perm=st.permutations([0, 1, 2]))
+@given(
+    x=maps(3, max_side=5),
+    kernel=odd_kernels(3),
+    axis=st.sampled_from([-1, -2, -3]),
+    perm=st.permutations([0, 1, 2]),
+)
 def test_nms3d_flip_and_permute(x, kernel, axis, perm):
     mask = sx.nms3d(x, kernel, True)
     np.testing.assert_array_equal(sx.nms3d(np.flip(x, axis), kernel, True), np.flip(mask, axis))
@@ -235,8 +245,12 @@ def window_geometry(draw, ndim):
 
 
 @SETTINGS
-@given(x=maps(2, min_side=4, max_side=7), geometry=window_geometry(2), temperature=st.floats(0.1, 10),
-       normalized=st.booleans())
+@given(
+    x=maps(2, min_side=4, max_side=7),
+    geometry=window_geometry(2),
+    temperature=st.floats(0.1, 10),
+    normalized=st.booleans(),
+)
 def test_conv_soft_argmax2d_flip_and_transpose(x, geometry, temperature, normalized):
     """Stride 1: flipping the map flips the window grid, for odd and even kernels alike."""
     kernel, padding = geometry
@@ -264,21 +278,32 @@ def test_conv_soft_argmax2d_flip_and_transpose(x, geometry, temperature, normali
 
 
 @SETTINGS
-@given(shape=st.tuples(st.integers(1, 6), st.integers(1, 6)), geometry=window_geometry(2),
-       stride=st.tuples(st.integers(1, 3), st.integers(1, 3)), level=TIES)
+@given(
+    shape=st.tuples(st.integers(1, 6), st.integers(1, 6)),
+    geometry=window_geometry(2),
+    stride=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+    level=TIES,
+)
 def test_conv_soft_argmax2d_flat_window_gives_its_centroid(shape, geometry, stride, level):
     """All ties: every in-bounds position of a window weighs the same; padding weighs nothing."""
     kernel, padding = geometry
     if any(n + 2 * p < k for n, p, k in zip(shape, padding, kernel)):
         return
     x = np.full((1, 1, *shape), level)
-    coords, values = sx.conv_soft_argmax2d(x, kernel, stride, padding, normalized_coordinates=False,
-                                           output_value=True)
+    coords, values = sx.conv_soft_argmax2d(
+        x, kernel, stride, padding, normalized_coordinates=False, output_value=True
+    )
     for oy, ox in itertools.product(*(range(n) for n in values.shape[2:])):
-        ys = [q for q in range(oy * stride[0] - padding[0], oy * stride[0] - padding[0] + kernel[0])
-              if 0 <= q < shape[0]]
-        xs = [q for q in range(ox * stride[1] - padding[1], ox * stride[1] - padding[1] + kernel[1])
-              if 0 <= q < shape[1]]
+        ys = [
+            q
+            for q in range(oy * stride[0] - padding[0], oy * stride[0] - padding[0] + kernel[0])
+            if 0 <= q < shape[0]
+        ]
+        xs = [
+            q
+            for q in range(ox * stride[1] - padding[1], ox * stride[1] - padding[1] + kernel[1])
+            if 0 <= q < shape[1]
+        ]
         np.testing.assert_allclose(coords[0, 0, :, oy, ox], [np.mean(xs), np.mean(ys)], atol=ATOL)
         np.testing.assert_allclose(values[0, 0, oy, ox], level, atol=ATOL)
 
@@ -324,16 +349,28 @@ def _depth_border_case():
 
 @SETTINGS
 @given(data=volumes_and_masks(), extra=st.integers(-1, 2), **QUAD_PARAMS)
-@example(data=_depth_border_case(), extra=-1, n_iters=1, strict_maxima_bonus=0.0, max_subpixel_shift=0.6,
-         allow_scale_steps=False)
-def test_conv_equals_iterative_when_radius_covers_the_path(data, extra, n_iters, strict_maxima_bonus,
-                                                           max_subpixel_shift, allow_scale_steps):
+@example(
+    data=_depth_border_case(),
+    extra=-1,
+    n_iters=1,
+    strict_maxima_bonus=0.0,
+    max_subpixel_shift=0.6,
+    allow_scale_steps=False,
+)
+def test_conv_equals_iterative_when_radius_covers_the_path(
+    data, extra, n_iters, strict_maxima_bonus, max_subpixel_shift, allow_scale_steps
+):
     """With a dilation radius of at least :func:`_covering_radius` (``n_iters - 1``, and at least 1
     when a precomputed maximum lies on the border) no path is cut: both paths agree exactly."""
     x, mask = data
     radius = max(_covering_radius(n_iters, mask), n_iters + extra)
-    kw = {"n_iters": n_iters, "strict_maxima_bonus": strict_maxima_bonus, "precomputed_nms_mask": mask,
-          "max_subpixel_shift": max_subpixel_shift, "allow_scale_steps": allow_scale_steps}
+    kw = {
+        "n_iters": n_iters,
+        "strict_maxima_bonus": strict_maxima_bonus,
+        "precomputed_nms_mask": mask,
+        "max_subpixel_shift": max_subpixel_shift,
+        "allow_scale_steps": allow_scale_steps,
+    }
     c_conv, v_conv = sx.conv_quad_interp3d(x, dilation_radius=radius, **kw)
     c_iter, v_iter = sx.iterative_quad_interp3d(x, **kw)
     np.testing.assert_array_equal(c_conv, c_iter)
@@ -355,13 +392,18 @@ def test_a_border_maximum_needs_radius_one():
 
 @SETTINGS
 @given(data=volumes_and_masks(), radius=st.integers(0, 2), **QUAD_PARAMS)
-def test_conv_is_iterative_or_rejected(data, radius, n_iters, strict_maxima_bonus, max_subpixel_shift,
-                                       allow_scale_steps):
+def test_conv_is_iterative_or_rejected(
+    data, radius, n_iters, strict_maxima_bonus, max_subpixel_shift, allow_scale_steps
+):
     """With any radius, each conv result is the iterative one, or a rejection (grid coordinates and
     input value) of a keypoint that left the voxels precomputed for the radius."""
     x, mask = data
-    kw = {"n_iters": n_iters, "strict_maxima_bonus": strict_maxima_bonus,
-          "max_subpixel_shift": max_subpixel_shift, "allow_scale_steps": allow_scale_steps}
+    kw = {
+        "n_iters": n_iters,
+        "strict_maxima_bonus": strict_maxima_bonus,
+        "max_subpixel_shift": max_subpixel_shift,
+        "allow_scale_steps": allow_scale_steps,
+    }
     c_conv, v_conv = sx.conv_quad_interp3d(x, dilation_radius=radius, precomputed_nms_mask=mask, **kw)
     c_iter, v_iter = sx.iterative_quad_interp3d(x, precomputed_nms_mask=mask, **kw)
     same = (c_conv == c_iter).all(axis=2) & (v_conv == v_iter)
@@ -397,15 +439,19 @@ def test_max_candidates_refines_the_top_maxima_of_each_image(x, n_iters, per_ima
     np.testing.assert_array_equal(v_top[chosen], v_all[chosen])
     np.testing.assert_array_equal(np.moveaxis(c_top, 2, -1)[chosen], np.moveaxis(c_all, 2, -1)[chosen])
     np.testing.assert_array_equal(v_top[~chosen], x[~chosen])
-    np.testing.assert_array_equal(np.moveaxis(c_top, 2, -1)[~chosen], np.moveaxis(_grid(x.shape), 2, -1)[~chosen])
+    np.testing.assert_array_equal(
+        np.moveaxis(c_top, 2, -1)[~chosen], np.moveaxis(_grid(x.shape), 2, -1)[~chosen]
+    )
 
 
 @FEW
 @given(x=VOLUMES, n_iters=st.integers(1, 4), radius=st.integers(0, 2))
 def test_quad_interp_outputs_are_finite_and_bounded(x, n_iters, radius):
     """Refined coordinates stay inside the volume, within 1.5 voxels of an interior voxel."""
-    for coords, values in (sx.conv_quad_interp3d(x, n_iters=n_iters, dilation_radius=radius),
-                           sx.iterative_quad_interp3d(x, n_iters=n_iters)):
+    for coords, values in (
+        sx.conv_quad_interp3d(x, n_iters=n_iters, dilation_radius=radius),
+        sx.iterative_quad_interp3d(x, n_iters=n_iters),
+    ):
         assert np.isfinite(coords).all() and np.isfinite(values).all()
         size = np.array(x.shape[2:], dtype=np.float64)[[0, 2, 1]].reshape(1, 1, 3, 1, 1, 1)
         assert (coords >= -0.5).all() and (coords <= size - 0.5).all()
@@ -416,8 +462,10 @@ def test_quad_interp_outputs_are_finite_and_bounded(x, n_iters, radius):
 
 
 @SETTINGS
-@given(x=maps(2, max_side=8, elements=st.one_of(TIES, st.floats(-1e3, 1e3))),
-       temperature=st.one_of(st.none(), st.floats(0.01, 100)))
+@given(
+    x=maps(2, max_side=8, elements=st.one_of(TIES, st.floats(-1e3, 1e3))),
+    temperature=st.one_of(st.none(), st.floats(0.01, 100)),
+)
 def test_spatial_softmax2d_is_a_distribution(x, temperature):
     p = sx.spatial_softmax2d(x, temperature)
     assert p.shape == x.shape
@@ -426,12 +474,17 @@ def test_spatial_softmax2d_is_a_distribution(x, temperature):
     # Ties get equal probability; the order of the values is kept.
     flat_x, flat_p = x.reshape(x.shape[0], x.shape[1], -1), p.reshape(x.shape[0], x.shape[1], -1)
     i, j = np.argmax(flat_x, -1), np.argmin(flat_x, -1)
-    assert (np.take_along_axis(flat_p, i[..., None], -1) >= np.take_along_axis(flat_p, j[..., None], -1)).all()
+    assert (
+        np.take_along_axis(flat_p, i[..., None], -1) >= np.take_along_axis(flat_p, j[..., None], -1)
+    ).all()
 
 
 @SETTINGS
-@given(shape=st.tuples(st.integers(1, 6), st.integers(1, 6)), level=st.one_of(TIES, REALS),
-       normalized=st.booleans())
+@given(
+    shape=st.tuples(st.integers(1, 6), st.integers(1, 6)),
+    level=st.one_of(TIES, REALS),
+    normalized=st.booleans(),
+)
 def test_spatial_soft_argmax2d_of_a_flat_map_is_its_centre(shape, level, normalized):
     h, w = shape
     xy = sx.spatial_soft_argmax2d(np.full((1, 1, h, w), level), None, normalized)
@@ -440,9 +493,11 @@ def test_spatial_soft_argmax2d_of_a_flat_map_is_its_centre(shape, level, normali
 
 
 @SETTINGS
-@given(mean=hnp.arrays(np.float64, (3, 2), elements=st.floats(-1, 1)),
-       std=hnp.arrays(np.float64, (3, 2), elements=st.floats(0.05, 2)),
-       size=st.tuples(st.integers(1, 6), st.integers(1, 6)))
+@given(
+    mean=hnp.arrays(np.float64, (3, 2), elements=st.floats(-1, 1)),
+    std=hnp.arrays(np.float64, (3, 2), elements=st.floats(0.05, 2)),
+    size=st.tuples(st.integers(1, 6), st.integers(1, 6)),
+)
 def test_render_gaussian2d_is_a_distribution_and_symmetric(mean, std, size):
     heat = sx.render_gaussian2d(mean, std, size)
     assert heat.shape == (3, *size)

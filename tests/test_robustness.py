@@ -79,49 +79,81 @@ OPS = {
     "spatial_softmax2d": (lambda: {"input": _map()}, lambda a: sx.spatial_softmax2d(a["input"]), ()),
     "spatial_softmax2d-temp": (
         lambda: {"input": _map(), "temperature": np.linspace(0.5, 2, 6).reshape(2, 3, 1)},
-        lambda a: sx.spatial_softmax2d(a["input"], a["temperature"]), ()),
+        lambda a: sx.spatial_softmax2d(a["input"], a["temperature"]),
+        (),
+    ),
     "spatial_expectation2d": (
-        lambda: {"input": np.abs(_map())}, lambda a: sx.spatial_expectation2d(a["input"], False), ()),
+        lambda: {"input": np.abs(_map())},
+        lambda a: sx.spatial_expectation2d(a["input"], False),
+        (),
+    ),
     "spatial_soft_argmax2d": (
         lambda: {"input": _map(), "temperature": np.asarray(0.7)},
-        lambda a: sx.spatial_soft_argmax2d(a["input"], a["temperature"]), ()),
+        lambda a: sx.spatial_soft_argmax2d(a["input"], a["temperature"]),
+        (),
+    ),
     "render_gaussian2d": (
         lambda: {"mean": np.array([[1.0, 2.0], [0.5, 3.5]]), "std": np.array([[0.8, 1.5]])},
-        lambda a: sx.render_gaussian2d(a["mean"], a["std"], (5, 6), False), ()),
+        lambda a: sx.render_gaussian2d(a["mean"], a["std"], (5, 6), False),
+        (),
+    ),
     "conv_soft_argmax2d": (
         lambda: {"input": _map()},
-        lambda a: sx.conv_soft_argmax2d(a["input"], (3, 3), (2, 1), (1, 1), output_value=True), ()),
+        lambda a: sx.conv_soft_argmax2d(a["input"], (3, 3), (2, 1), (1, 1), output_value=True),
+        (),
+    ),
     "conv_soft_argmax2d-even-temp": (
         lambda: {"input": _map(), "temperature": np.linspace(0.5, 2, 6).reshape(2, 3, 1, 1)},
-        lambda a: sx.conv_soft_argmax2d(a["input"], (2, 4), (1, 2), (1, 2), a["temperature"],
-                                        output_value=True), ()),
+        lambda a: sx.conv_soft_argmax2d(
+            a["input"], (2, 4), (1, 2), (1, 2), a["temperature"], output_value=True
+        ),
+        (),
+    ),
     "conv_soft_argmax3d": (
         lambda: {"input": noise(VOL)},
-        lambda a: sx.conv_soft_argmax3d(a["input"], strict_maxima_bonus=0.5), ()),
+        lambda a: sx.conv_soft_argmax3d(a["input"], strict_maxima_bonus=0.5),
+        (),
+    ),
     "nms2d": (lambda: {"input": _map()}, lambda a: sx.nms2d(a["input"], (3, 3)), ()),
     "nms2d-mask": (lambda: {"input": _map()}, lambda a: sx.nms2d(a["input"], (3, 2), True), (0,)),
     "nms3d": (lambda: {"input": noise(VOL)}, lambda a: sx.nms3d(a["input"], (3, 3, 3)), ()),
-    "nms3d-mask": (lambda: {"input": noise(VOL)},
-                   lambda a: sx.nms3d(a["input"], (1, 3, 3), True), (0,)),
+    "nms3d-mask": (lambda: {"input": noise(VOL)}, lambda a: sx.nms3d(a["input"], (1, 3, 3), True), (0,)),
     "nms3d_minmax": (lambda: {"input": noise(VOL)}, lambda a: sx.nms3d_minmax(a["input"]), (0, 1)),
     "conv_quad_interp3d": (lambda: {"input": blobs()}, lambda a: sx.conv_quad_interp3d(a["input"]), ()),
     "conv_quad_interp3d-mask": (
         lambda: {"input": blobs(), "mask": blobs() > 1.0},
-        lambda a: sx.conv_quad_interp3d(a["input"], precomputed_nms_mask=a["mask"], dilation_radius=2), ()),
+        lambda a: sx.conv_quad_interp3d(a["input"], precomputed_nms_mask=a["mask"], dilation_radius=2),
+        (),
+    ),
     "iterative_quad_interp3d": (
-        lambda: {"input": blobs()}, lambda a: sx.iterative_quad_interp3d(a["input"]), ()),
+        lambda: {"input": blobs()},
+        lambda a: sx.iterative_quad_interp3d(a["input"]),
+        (),
+    ),
     "iterative_quad_interp3d-top": (
         lambda: {"input": noise(VOL), "mask": noise(VOL, 1) > 0.5},
-        lambda a: sx.iterative_quad_interp3d(a["input"], precomputed_nms_mask=a["mask"], max_candidates=3), ()),
+        lambda a: sx.iterative_quad_interp3d(a["input"], precomputed_nms_mask=a["mask"], max_candidates=3),
+        (),
+    ),
     "SpatialSoftArgmax2d": (lambda: {"input": _map()}, lambda a: sx.SpatialSoftArgmax2d(0.5)(a["input"]), ()),
     "ConvSoftArgmax2d": (lambda: {"input": _map()}, lambda a: sx.ConvSoftArgmax2d()(a["input"]), ()),
     "ConvSoftArgmax3d": (lambda: {"input": noise(VOL)}, lambda a: sx.ConvSoftArgmax3d()(a["input"]), ()),
     "NonMaximaSuppression2d": (
-        lambda: {"input": _map()}, lambda a: sx.NonMaximaSuppression2d((3, 3))(a["input"]), ()),
+        lambda: {"input": _map()},
+        lambda a: sx.NonMaximaSuppression2d((3, 3))(a["input"]),
+        (),
+    ),
     "NonMaximaSuppression3d": (
-        lambda: {"input": noise(VOL)}, lambda a: sx.NonMaximaSuppression3d((3, 3, 3))(a["input"]), ()),
+        lambda: {"input": noise(VOL)},
+        lambda a: sx.NonMaximaSuppression3d((3, 3, 3))(a["input"]),
+        (),
+    ),
     "ConvQuadInterp3d": (lambda: {"input": blobs()}, lambda a: sx.ConvQuadInterp3d()(a["input"]), ()),
-    "IterativeQuadInterp3d": (lambda: {"input": blobs()}, lambda a: sx.IterativeQuadInterp3d()(a["input"]), ()),
+    "IterativeQuadInterp3d": (
+        lambda: {"input": blobs()},
+        lambda a: sx.IterativeQuadInterp3d()(a["input"]),
+        (),
+    ),
     "AdaptiveQuadInterp3d": (lambda: {"input": blobs()}, lambda a: sx.AdaptiveQuadInterp3d()(a["input"]), ()),
 }
 
@@ -171,7 +203,11 @@ def test_outputs_are_of_the_input_library_dtype_device(xp_backend, dtype_name, o
 @pytest.mark.parametrize("op", list(OPS))
 def test_outputs_on_a_second_device(op):
     # array-api-strict has extra devices, which catches any array created without `device=`.
-    be = _load("array_api_strict") if "array_api_strict" in _SELECTED else pytest.skip("array_api_strict not selected")
+    be = (
+        _load("array_api_strict")
+        if "array_api_strict" in _SELECTED
+        else pytest.skip("array_api_strict not selected")
+    )
     xps = be.xp
     other = xps.Device("device1")
     make, call, masks = OPS[op]
@@ -223,18 +259,26 @@ def _empty_cases(b, c):
         "spatial_softmax2d": (sx.spatial_softmax2d, m, [m]),
         "spatial_expectation2d": (sx.spatial_expectation2d, m, [(b, c, 2)]),
         "spatial_soft_argmax2d": (lambda x: sx.spatial_soft_argmax2d(x, 2.0), m, [(b, c, 2)]),
-        "conv_soft_argmax2d": (lambda x: sx.conv_soft_argmax2d(x, (3, 3), (2, 2), (1, 1), output_value=True),
-                               m, [(b, c, 2, (h - 1) // 2 + 1, (w - 1) // 2 + 1), (b, c, (h - 1) // 2 + 1,
-                                                                                   (w - 1) // 2 + 1)]),
-        "conv_soft_argmax3d": (lambda x: sx.conv_soft_argmax3d(x, strict_maxima_bonus=1.0), v,
-                               [(b, c, 3, d, vh, vw), v]),
+        "conv_soft_argmax2d": (
+            lambda x: sx.conv_soft_argmax2d(x, (3, 3), (2, 2), (1, 1), output_value=True),
+            m,
+            [(b, c, 2, (h - 1) // 2 + 1, (w - 1) // 2 + 1), (b, c, (h - 1) // 2 + 1, (w - 1) // 2 + 1)],
+        ),
+        "conv_soft_argmax3d": (
+            lambda x: sx.conv_soft_argmax3d(x, strict_maxima_bonus=1.0),
+            v,
+            [(b, c, 3, d, vh, vw), v],
+        ),
         "nms2d": (lambda x: sx.nms2d(x, (3, 3)), m, [m]),
         "nms2d-mask": (lambda x: sx.nms2d(x, (3, 3), True), m, [m]),
         "nms3d": (lambda x: sx.nms3d(x, (3, 3, 3), True), v, [v]),
         "nms3d_minmax": (sx.nms3d_minmax, v, [v, v]),
         "conv_quad_interp3d": (sx.conv_quad_interp3d, v, [(b, c, 3, d, vh, vw), v]),
-        "iterative_quad_interp3d": (lambda x: sx.iterative_quad_interp3d(x, max_candidates=2), v,
-                                    [(b, c, 3, d, vh, vw), v]),
+        "iterative_quad_interp3d": (
+            lambda x: sx.iterative_quad_interp3d(x, max_candidates=2),
+            v,
+            [(b, c, 3, d, vh, vw), v],
+        ),
         "AdaptiveQuadInterp3d": (sx.AdaptiveQuadInterp3d(), v, [(b, c, 3, d, vh, vw), v]),
     }
 
@@ -256,7 +300,9 @@ def test_empty_batches(xp_backend, op, b, c):
 @pytest.mark.parametrize("shape", [(0, 2), (3, 0, 2)])
 def test_render_gaussian2d_empty(xp_backend, shape):
     be = xp_backend
-    heat = sx.render_gaussian2d(_as(be, np.zeros(shape), np.float64), _as(be, np.ones(shape), np.float64), (3, 4))
+    heat = sx.render_gaussian2d(
+        _as(be, np.zeros(shape), np.float64), _as(be, np.ones(shape), np.float64), (3, 4)
+    )
     assert tuple(heat.shape) == (*shape[:-1], 3, 4)
     assert be.to_numpy(heat).shape == (*shape[:-1], 3, 4)
 
@@ -337,8 +383,9 @@ def test_nms3d_minmax_nan_stays_in_its_windows(xp_backend):
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 @pytest.mark.parametrize("which", list(BAD))
-@pytest.mark.parametrize(("dim", "kernel", "padding"), [(2, (3, 3), (1, 1)), (2, (4, 3), (2, 0)),
-                                                       (3, (3, 3, 3), (1, 1, 1))])
+@pytest.mark.parametrize(
+    ("dim", "kernel", "padding"), [(2, (3, 3), (1, 1)), (2, (4, 3), (2, 0)), (3, (3, 3, 3), (1, 1, 1))]
+)
 def test_conv_soft_argmax_bad_value_stays_in_its_windows(xp_backend, which, dim, kernel, padding):
     be = xp_backend
     shape = MAP if dim == 2 else VOL
@@ -481,8 +528,15 @@ def test_window_far_below_global_max_finds_its_own_peak(xp_backend, dim, tempera
     ref_coords, ref_values = _reference_window_soft_argmax(x, kernel, padding, temperature)
     func = sx.conv_soft_argmax2d if dim == 2 else sx.conv_soft_argmax3d
     batch = np.broadcast_to(x, (MAP if dim == 2 else VOL)[:2] + x.shape).astype(np.float32)
-    coords, values = func(be.asarray(batch), kernel, (1,) * dim, padding, temperature,
-                          normalized_coordinates=False, output_value=True)
+    coords, values = func(
+        be.asarray(batch),
+        kernel,
+        (1,) * dim,
+        padding,
+        temperature,
+        normalized_coordinates=False,
+        output_value=True,
+    )
     coords, values = be.to_numpy(coords)[0, 0], be.to_numpy(values)[0, 0]
     # Output axis order: (x, y) in 2-D, (depth, x, y) in 3-D.
     order = [1, 0] if dim == 2 else [0, 2, 1]
@@ -587,7 +641,9 @@ def test_half_precision(name, half, op):
     np_in = make()
     half_in = {k: (be.asarray(v) if v.dtype == bool else _to_half(be, v, half)) for k, v in np_in.items()}
     # The same (rounded) values in float32.
-    f32_in = {k: (v if np_in[k].dtype == bool else be.xp.astype(v, be.xp.float32)) for k, v in half_in.items()}
+    f32_in = {
+        k: (v if np_in[k].dtype == bool else be.xp.astype(v, be.xp.float32)) for k, v in half_in.items()
+    }
     x = next(iter(half_in.values()))
     outs, refs = _outputs(call(half_in)), _outputs(call(f32_in))
     for i, (o, r) in enumerate(zip(outs, refs)):
@@ -637,8 +693,11 @@ def test_non_native_byte_order_gives_the_native_result(name, dtype, op):
 def test_non_native_integer_nms(func, dtype):
     """The NMS functions take any real dtype: a byte-swapped one gives the native dtype's result."""
     x = np.round(noise(VOL if func != "nms2d" else MAP) * 20) % 50
-    call = {"nms2d": lambda a: sx.nms2d(a, (3, 3)), "nms3d": lambda a: sx.nms3d(a, (3, 1, 3)),
-            "nms3d_minmax": sx.nms3d_minmax}[func]
+    call = {
+        "nms2d": lambda a: sx.nms2d(a, (3, 3)),
+        "nms3d": lambda a: sx.nms3d(a, (3, 1, 3)),
+        "nms3d_minmax": sx.nms3d_minmax,
+    }[func]
     native = x.astype(dtype)
     outs, refs = _outputs(call(_swapped(x, dtype))), _outputs(call(native))
     for o, r in zip(outs, refs):
@@ -669,8 +728,10 @@ def test_detect_blobs_big_endian_equals_native():
     """``detect_blobs`` on a ``>f8`` image: the keypoints of the ``<f8`` image, in native float64."""
     rng = np.random.default_rng(4)
     yy, xx = np.mgrid[0:48, 0:48].astype(np.float64)
-    image = 1e4 + 1e-3 * sum(np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * s * s))
-                             for cx, cy, s in rng.uniform((8, 8, 1.5), (40, 40, 3.0), (4, 3)))
+    image = 1e4 + 1e-3 * sum(
+        np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * s * s))
+        for cx, cy, s in rng.uniform((8, 8, 1.5), (40, 40, 3.0), (4, 3))
+    )
     image = image[None, None]
     ref = sx.detect_blobs(image.astype("<f8"), num_features=8)
     big = sx.detect_blobs(image.astype(">f8"), num_features=8)
@@ -693,7 +754,9 @@ def generic_pad_calls(monkeypatch):
     from subpix_xp.backends import _generic, _numpy
 
     if backends._generic_forced():
-        pytest.skip("the generic hooks are forced everywhere (SUBPIX_XP_GENERIC_HOOKS): nothing to tell apart")
+        pytest.skip(
+            "the generic hooks are forced everywhere (SUBPIX_XP_GENERIC_HOOKS): nothing to tell apart"
+        )
     assert _numpy.HOOKS.pad is not _generic.pad
     calls = []
 
@@ -738,20 +801,65 @@ def test_dask_graph_runs_the_hooks_chosen_when_it_was_built(generic_pad_calls, s
 
 CLASSES = {
     sx.SpatialSoftArgmax2d: ({"temperature": 0.25, "normalized_coordinates": False}, MAP),
-    sx.ConvSoftArgmax2d: ({"kernel_size": (5, 3), "stride": (2, 1), "padding": (2, 0), "temperature": 0.5,
-                           "normalized_coordinates": False, "eps": 1e-6, "output_value": True}, MAP),
-    sx.ConvSoftArgmax3d: ({"kernel_size": (3, 3, 1), "stride": (1, 2, 1), "padding": (1, 0, 0),
-                           "temperature": 2.0, "normalized_coordinates": True, "eps": 1e-5,
-                           "output_value": False, "strict_maxima_bonus": 0.5}, VOL),
+    sx.ConvSoftArgmax2d: (
+        {
+            "kernel_size": (5, 3),
+            "stride": (2, 1),
+            "padding": (2, 0),
+            "temperature": 0.5,
+            "normalized_coordinates": False,
+            "eps": 1e-6,
+            "output_value": True,
+        },
+        MAP,
+    ),
+    sx.ConvSoftArgmax3d: (
+        {
+            "kernel_size": (3, 3, 1),
+            "stride": (1, 2, 1),
+            "padding": (1, 0, 0),
+            "temperature": 2.0,
+            "normalized_coordinates": True,
+            "eps": 1e-5,
+            "output_value": False,
+            "strict_maxima_bonus": 0.5,
+        },
+        VOL,
+    ),
     sx.NonMaximaSuppression2d: ({"kernel_size": (3, 5)}, MAP),
     sx.NonMaximaSuppression3d: ({"kernel_size": (3, 1, 3)}, VOL),
-    sx.ConvQuadInterp3d: ({"n_iters": 3, "strict_maxima_bonus": 0.5, "max_subpixel_shift": 0.55,
-                           "dilation_radius": 2, "allow_scale_steps": False}, None),
-    sx.IterativeQuadInterp3d: ({"n_iters": 4, "strict_maxima_bonus": 1.5, "max_subpixel_shift": 0.7,
-                                "allow_scale_steps": False, "max_candidates": 7}, None),
-    sx.AdaptiveQuadInterp3d: ({"mode": "conv", "n_iters": 2, "strict_maxima_bonus": 0.0,
-                               "max_subpixel_shift": 0.65, "dilation_radius": 3, "allow_scale_steps": False,
-                               "max_candidates": 11}, None),
+    sx.ConvQuadInterp3d: (
+        {
+            "n_iters": 3,
+            "strict_maxima_bonus": 0.5,
+            "max_subpixel_shift": 0.55,
+            "dilation_radius": 2,
+            "allow_scale_steps": False,
+        },
+        None,
+    ),
+    sx.IterativeQuadInterp3d: (
+        {
+            "n_iters": 4,
+            "strict_maxima_bonus": 1.5,
+            "max_subpixel_shift": 0.7,
+            "allow_scale_steps": False,
+            "max_candidates": 7,
+        },
+        None,
+    ),
+    sx.AdaptiveQuadInterp3d: (
+        {
+            "mode": "conv",
+            "n_iters": 2,
+            "strict_maxima_bonus": 0.0,
+            "max_subpixel_shift": 0.65,
+            "dilation_radius": 3,
+            "allow_scale_steps": False,
+            "max_candidates": 11,
+        },
+        None,
+    ),
 }
 
 
@@ -763,7 +871,9 @@ def test_repr_shows_every_parameter(cls, defaults):
     names = [n for n in sig.parameters if n != "self"]
     assert sorted(names) == sorted(params), "the test must cover every constructor parameter"
     if defaults:
-        values = {n: sig.parameters[n].default for n in names if sig.parameters[n].default is not inspect._empty}
+        values = {
+            n: sig.parameters[n].default for n in names if sig.parameters[n].default is not inspect._empty
+        }
         values |= {n: params[n] for n in names if n not in values}
     else:
         values = params
@@ -808,11 +918,26 @@ def test_class_runs_its_function(cls):
     calls = {
         sx.SpatialSoftArgmax2d: lambda: sx.spatial_soft_argmax2d(x, 0.25, False),
         sx.ConvSoftArgmax2d: lambda: sx.conv_soft_argmax2d(
-            x, p["kernel_size"], p["stride"], p["padding"], p["temperature"], p["normalized_coordinates"],
-            p["eps"], p["output_value"]),
+            x,
+            p["kernel_size"],
+            p["stride"],
+            p["padding"],
+            p["temperature"],
+            p["normalized_coordinates"],
+            p["eps"],
+            p["output_value"],
+        ),
         sx.ConvSoftArgmax3d: lambda: sx.conv_soft_argmax3d(
-            x, p["kernel_size"], p["stride"], p["padding"], p["temperature"], p["normalized_coordinates"],
-            p["eps"], p["output_value"], p["strict_maxima_bonus"]),
+            x,
+            p["kernel_size"],
+            p["stride"],
+            p["padding"],
+            p["temperature"],
+            p["normalized_coordinates"],
+            p["eps"],
+            p["output_value"],
+            p["strict_maxima_bonus"],
+        ),
         sx.NonMaximaSuppression2d: lambda: sx.nms2d(x, (3, 5)),
         sx.NonMaximaSuppression3d: lambda: sx.nms3d(x, (3, 1, 3)),
         sx.ConvQuadInterp3d: lambda m=None: sx.conv_quad_interp3d(x, 3, 0.5, 0.55, m, 2, False),

@@ -138,7 +138,9 @@ KERNELS = tuple(f.name for f in dataclasses.fields(Hooks) if f.name not in ("nam
 _CAPABILITIES = (*CAPABILITIES, *EXECUTOR)
 
 _ENV_VAR = "SUBPIX_XP_GENERIC_HOOKS"
-_force_generic: contextvars.ContextVar[bool] = contextvars.ContextVar("subpix_xp_force_generic", default=False)
+_force_generic: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "subpix_xp_force_generic", default=False
+)
 
 # array-api-compat's namespace checks, in order, and the backend module that serves each.
 _BACKENDS = (

@@ -66,7 +66,9 @@ for (int a = 0; a < k0; ++a) {{
 }}
 y = acc;
 """
-_WINDOW_PARAMS = "raw T x, int64 n0, int64 n1, int64 n2, int64 o0, int64 o1, int64 o2, int32 k0, int32 k1, int32 k2"
+_WINDOW_PARAMS = (
+    "raw T x, int64 n0, int64 n1, int64 n2, int64 o0, int64 o1, int64 o2, int32 k0, int32 k1, int32 k2"
+)
 
 
 def window_kernel_source(which: str) -> str:

@@ -99,7 +99,9 @@ def _merge_small(chunks: Sequence[int], minimum: int) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _window_chunks(chunks: Sequence[int], n: int, k: int, s: int, p: int) -> tuple[list[int], tuple[int, ...]]:
+def _window_chunks(
+    chunks: Sequence[int], n: int, k: int, s: int, p: int
+) -> tuple[list[int], tuple[int, ...]]:
     """Output block bounds of strided windows ``(k, s, p)`` on an axis of ``n``, and the input chunks they read.
 
     Output block ``j`` covers outputs ``[o_j, o_{j+1})``, whose windows read input
@@ -183,14 +185,23 @@ def _extend(a: Any, layout: _Layout) -> Any:
 _LAZY = object()  # marks the kernel arguments that come from the task's blocks
 
 
-def _block_call(plan: Blockwise, layout: _Layout, kernel: Callable[..., Any], arrays: Sequence[Any],
-                slots: Sequence[Any], params: dict[str, Any], outputs: Sequence[Output]) -> Callable[..., tuple[Any, ...]]:
+def _block_call(
+    plan: Blockwise,
+    layout: _Layout,
+    kernel: Callable[..., Any],
+    arrays: Sequence[Any],
+    slots: Sequence[Any],
+    params: dict[str, Any],
+    outputs: Sequence[Output],
+) -> Callable[..., tuple[Any, ...]]:
     """The task of one block: the kernel on its (extended) blocks, outputs cropped to the core."""
     nd, first = len(layout.shape), layout.first
     starts = [_starts(c) for c in layout.chunks]
     # The array arguments that span the windowed axes (not broadcast along them).
-    windowed = [slot is _LAZY and len(a.shape) == nd and tuple(a.shape[first:]) == layout.shape[first:]
-                for slot, a in zip(slots, arrays)]
+    windowed = [
+        slot is _LAZY and len(a.shape) == nd and tuple(a.shape[first:]) == layout.shape[first:]
+        for slot, a in zip(slots, arrays)
+    ]
 
     def block(*blocks: Any, block_id: tuple[int, ...]) -> tuple[Any, ...]:
         before = [layout.depth.get(ax, (0, 0))[0] if i > 0 else 0 for ax, i in enumerate(block_id)]
@@ -212,8 +223,13 @@ def _block_call(plan: Blockwise, layout: _Layout, kernel: Callable[..., Any], ar
     return block
 
 
-def _window_slice(layout: _Layout, starts: list[tuple[int, ...]], block_id: tuple[int, ...],
-                  args: list[Any], windowed: list[bool]) -> tuple[list[Any], tuple[tuple[int, int], ...], tuple[int, ...]]:
+def _window_slice(
+    layout: _Layout,
+    starts: list[tuple[int, ...]],
+    block_id: tuple[int, ...],
+    args: list[Any],
+    windowed: list[bool],
+) -> tuple[list[Any], tuple[tuple[int, int], ...], tuple[int, ...]]:
     """The input that a block's windows read, their padding, and the first window's position."""
     assert layout.windows is not None
     index: list[slice] = [slice(None)] * layout.first
@@ -260,8 +276,10 @@ def blockwise(func: str, plan: Blockwise, /, *arrays: Any, xp: Any, **params: An
     kernel = _pinned(plan.kernel)
     present = [a for a in arrays if hasattr(a, "chunks")]
     if any(math.isnan(n) for a in present for n in a.shape):
-        msg = (f"{func}: Dask arrays of unknown shape or chunk sizes (NaN) cannot be split into windows; "
-               f"call `.compute_chunk_sizes()` on them first; got shapes {[tuple(a.shape) for a in present]}")
+        msg = (
+            f"{func}: Dask arrays of unknown shape or chunk sizes (NaN) cannot be split into windows; "
+            f"call `.compute_chunk_sizes()` on them first; got shapes {[tuple(a.shape) for a in present]}"
+        )
         raise ValueError(msg)
     if any(math.prod(a.shape) == 0 for a in present):
         return _empty(kernel, arrays, params)
@@ -276,8 +294,13 @@ def blockwise(func: str, plan: Blockwise, /, *arrays: Any, xp: Any, **params: An
     return results[0] if len(results) == 1 else tuple(results)
 
 
-def _run_blocks(block: Callable[..., tuple[Any, ...]], arrays: Sequence[Any], layout: _Layout,
-                outputs: Sequence[Output], like: Any) -> list[Any]:
+def _run_blocks(
+    block: Callable[..., tuple[Any, ...]],
+    arrays: Sequence[Any],
+    layout: _Layout,
+    outputs: Sequence[Output],
+    like: Any,
+) -> list[Any]:
     """One task per block computes every output (a tuple); each output becomes a Dask array."""
     import dask.array as da
     import numpy as np
@@ -285,8 +308,14 @@ def _run_blocks(block: Callable[..., tuple[Any, ...]], arrays: Sequence[Any], la
 
     nd = len(layout.shape)
     core = tuple(layout.core)
-    tuples = da.map_blocks(block, *arrays, chunks=core, dtype=object, meta=np.empty((0,) * nd, dtype=object),
-                           token="subpix_xp-blocks")
+    tuples = da.map_blocks(
+        block,
+        *arrays,
+        chunks=core,
+        dtype=object,
+        meta=np.empty((0,) * nd, dtype=object),
+        token="subpix_xp-blocks",
+    )
     results = []
     for i, out in enumerate(outputs):
         dtype = _chunk_namespace(like).bool if out.boolean else like.dtype
@@ -295,11 +324,19 @@ def _run_blocks(block: Callable[..., tuple[Any, ...]], arrays: Sequence[Any], la
         chunks = (*kept[:at], *((n,) for n in out.new), *kept[at:])
         labels = list(range(nd - out.drop))
         labels[at:at] = [nd + j for j in range(len(out.new))]
-        results.append(da.blockwise(
-            functools.partial(_pick, i, out.drop), labels, tuples, tuple(range(nd)),
-            new_axes={nd + j: n for j, n in enumerate(out.new)}, concatenate=False, dtype=dtype,
-            meta=meta_from_array(like._meta, ndim=len(chunks), dtype=dtype), token=f"subpix_xp-out{i}",
-        ))
+        results.append(
+            da.blockwise(
+                functools.partial(_pick, i, out.drop),
+                labels,
+                tuples,
+                tuple(range(nd)),
+                new_axes={nd + j: n for j, n in enumerate(out.new)},
+                concatenate=False,
+                dtype=dtype,
+                meta=meta_from_array(like._meta, ndim=len(chunks), dtype=dtype),
+                token=f"subpix_xp-out{i}",
+            )
+        )
     return results
 
 

@@ -180,7 +180,9 @@ def softmax(x: Array, axis: int, *, xp: Namespace, normalize: bool = True, flush
     ``normalize=True``), weights at or below ``flush`` are returned as 0; NaN stays NaN.
     """
     floor = math.log(float(xp.finfo(x.dtype).smallest_normal)) + 0.5
-    shifted = xp.maximum(x - xp.max(x, axis=axis, keepdims=True), xp.asarray(floor, dtype=x.dtype, device=device(x)))
+    shifted = xp.maximum(
+        x - xp.max(x, axis=axis, keepdims=True), xp.asarray(floor, dtype=x.dtype, device=device(x))
+    )
     e = xp.exp(shifted)
     if not normalize:
         return e
@@ -256,5 +258,3 @@ def block_elements(x: Array) -> int:
     no longer grows with the temporaries. Accelerators, tracers and lazy arrays work on whole arrays.
     """
     return 0
-
-

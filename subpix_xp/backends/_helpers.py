@@ -22,7 +22,9 @@ def device(x: Array) -> Any:
     own = _OWN_DEVICE.get(kind)
     if own is None:
         root = kind.__module__.partition(".")[0]
-        own = _OWN_DEVICE[kind] = root in ("numpy", "torch") and _compat_device(x) == getattr(x, "device", None)
+        own = _OWN_DEVICE[kind] = root in ("numpy", "torch") and _compat_device(x) == getattr(
+            x, "device", None
+        )
     return x.device if own else _compat_device(x)
 
 

@@ -109,7 +109,17 @@ def blockwise(func: str, plan: Any, /, *arrays: Any, xp: Any, **params: Any) -> 
     static = tuple(sorted((k, v) for k, v in params.items() if k not in floats))
     values = [arrays[i] for i in positions] + [params[k] for k in floats]
     signature = tuple(float if type(a) is float else (a.shape, a.dtype, a.weak_type) for a in values)
-    key = (kernel, xp, static, fixed, positions, floats, signature, _generic_forced(), jax.config.read("jax_enable_x64"))
+    key = (
+        kernel,
+        xp,
+        static,
+        fixed,
+        positions,
+        floats,
+        signature,
+        _generic_forced(),
+        jax.config.read("jax_enable_x64"),
+    )
     run = PROGRAMS.get(key, lambda: _jit(kernel, xp, dict(static), fixed, positions, floats))
     return run(*values)
 
@@ -119,15 +129,21 @@ def _traced_float(value: Any) -> bool:
     return type(value) is float and value != 0.0 and value != 1.0
 
 
-def _jit(kernel: Any, xp: Any, keywords: dict[str, Any], fixed: tuple[Any, ...], positions: tuple[int, ...],
-         floats: tuple[str, ...]) -> Any:
+def _jit(
+    kernel: Any,
+    xp: Any,
+    keywords: dict[str, Any],
+    fixed: tuple[Any, ...],
+    positions: tuple[int, ...],
+    floats: tuple[str, ...],
+) -> Any:
     import jax
 
     def run(*traced: Any) -> Any:
         args = list(fixed)
         for i, a in zip(positions, traced):
             args[i] = a
-        scalars = dict(zip(floats, traced[len(positions):]))
+        scalars = dict(zip(floats, traced[len(positions) :]))
         return kernel(*args, xp=xp, **keywords, **scalars)
 
     return jax.jit(run)
@@ -278,10 +294,12 @@ def _conv_filter(x: Any, kernel: tuple[float, ...]) -> Any:
     # axis runs about ten times slower than a transpose and a convolution along the last.
     for _ in range(2):
         index = jnp.asarray(_generic.reflect_tuple(y.shape[3], radius, radius))
-        y = lax.conv_general_dilated(jnp.take(y, index, axis=3), taps, (1, 1), "VALID",
-                                     precision=lax.Precision.HIGHEST)
+        y = lax.conv_general_dilated(
+            jnp.take(y, index, axis=3), taps, (1, 1), "VALID", precision=lax.Precision.HIGHEST
+        )
         y = jnp.swapaxes(y, 2, 3)
     return jnp.reshape(y, (*lead, h, w))
+
 
 HOOKS = dataclasses.replace(
     GENERIC,

@@ -153,7 +153,9 @@ def separable_filter(x: Any, kernel: tuple[float, ...], *, xp: Any) -> Any:
     inner = padded[:, radius : radius + h].reshape(lead, h, wide // chunk, chunk)
     inner[...] = along_x.reshape(wide // chunk, lead, h, chunk).transpose(1, 2, 0, 3)
     _reflect_into(padded, 1, radius, h)
-    out = np.matmul(band.T, windows(padded, span, axis=1)[:, ::chunk].swapaxes(-1, -2)).reshape(lead, tall, wide)
+    out = np.matmul(band.T, windows(padded, span, axis=1)[:, ::chunk].swapaxes(-1, -2)).reshape(
+        lead, tall, wide
+    )
     if tall != h or wide != w:
         out = np.ascontiguousarray(out[:, :h, :w])
     return out.reshape(x.shape)

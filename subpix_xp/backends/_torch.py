@@ -17,9 +17,7 @@ def _poolable(x: Any, window: tuple[int, ...]) -> bool:
     # On CPU, max pooling with stride 1 is far slower (tens of times) than the generic shifted-slice
     # maximum, so only accelerators pool.
     return (
-        1 <= len(window) <= 3
-        and str(x.dtype).removeprefix("torch.") in _POOLABLE
-        and x.device.type != "cpu"
+        1 <= len(window) <= 3 and str(x.dtype).removeprefix("torch.") in _POOLABLE and x.device.type != "cpu"
     )
 
 
@@ -127,7 +125,9 @@ def _border_indices(n: int, radius: int) -> tuple[Any, Any]:
     import torch
 
     source = _generic.reflect_tuple(n, radius, radius)
-    return torch.tensor(source[:radius], dtype=torch.int64), torch.tensor(source[radius + n :], dtype=torch.int64)
+    return torch.tensor(source[:radius], dtype=torch.int64), torch.tensor(
+        source[radius + n :], dtype=torch.int64
+    )
 
 
 def _reflect_into(buffer: Any, axis: int, radius: int, n: int) -> None:
@@ -193,7 +193,9 @@ def _tap_filter(x: Any, kernel: tuple[float, ...]) -> Any:
         if symmetric:
             out = padded.narrow(axis, radius, n) * kernel[radius]
             for j in range(radius):
-                out.add_(torch.add(padded.narrow(axis, j, n), padded.narrow(axis, k - 1 - j, n)).mul_(kernel[j]))
+                out.add_(
+                    torch.add(padded.narrow(axis, j, n), padded.narrow(axis, k - 1 - j, n)).mul_(kernel[j])
+                )
         else:
             out = padded.narrow(axis, 0, n) * kernel[0]
             for j in range(1, k):

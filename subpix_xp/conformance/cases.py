@@ -170,7 +170,11 @@ class Case:
         params.pop(name, None)
         if value is not None:
             params[name] = value
-        return dataclasses.replace(self, init=params) if field == "init" else dataclasses.replace(self, kwargs=params)
+        return (
+            dataclasses.replace(self, init=params)
+            if field == "init"
+            else dataclasses.replace(self, kwargs=params)
+        )
 
 
 _INPUTS: dict[str, dict[str, np.ndarray]] = {}
@@ -299,7 +303,9 @@ def _quad_centres(
     return check
 
 
-def _nms_at(points: Sequence[tuple[int, ...]], mask_output: int = 0) -> Callable[[tuple[np.ndarray, ...]], None]:
+def _nms_at(
+    points: Sequence[tuple[int, ...]], mask_output: int = 0
+) -> Callable[[tuple[np.ndarray, ...]], None]:
     """The strict maxima of every map are exactly ``points``."""
 
     def check(outputs: tuple[np.ndarray, ...]) -> None:
@@ -1355,7 +1361,9 @@ def get_case(case_id: str) -> Case:
     try:
         return _BY_ID[case_id]
     except KeyError:
-        raise KeyError(f"no conformance case {case_id!r}; see `python -m subpix_xp.conformance --list`") from None
+        raise KeyError(
+            f"no conformance case {case_id!r}; see `python -m subpix_xp.conformance --list`"
+        ) from None
 
 
 def select(ops: Iterable[str] | None = None, cases: Iterable[str] | None = None) -> list[Case]:
