@@ -35,6 +35,7 @@ import math
 from typing import Any, NamedTuple
 
 from . import _common as c
+from . import _extent as e
 from . import _refine as r
 from . import _validation as v
 from ._common import device
@@ -236,13 +237,18 @@ def detect_blobs(
     gray, dtype = _grey(image, hooks, xp=xp)
     if b == 0 or ch == 0 or k == 0:
         return _squeeze(_empty(b, k, dtype, image, xp=xp), single)
+    extent = e.EXTENT.get()  # set by detect_blobs_within: the true size of a padded image
+    if extent is not None:
+        gray = e.crop_to_extent(gray, extent, xp=xp)
     gray, unit, span, usable = _normalise(gray, xp=xp)
     floor = None if params.threshold is None else params.threshold * span  # (B, 1)
 
-    octaves = scale_pyramid(
-        gray, params.n_levels, init_sigma, min_size, double_image, _EXTRA_LEVELS, hooks, xp=xp
-    )
-    fields = _keypoints(octaves, params, floor, hooks, xp=xp)
+    pyramid = (params.n_levels, init_sigma, min_size, double_image, _EXTRA_LEVELS, hooks)
+    if extent is None:
+        octaves, inside = scale_pyramid(gray, *pyramid, xp=xp), None
+    else:
+        octaves, inside = e.scale_pyramid_within(gray, extent, *pyramid, xp=xp)
+    fields = _keypoints(octaves, params, floor, hooks, inside, xp=xp)
     if fields is None:
         return _squeeze(_empty(b, k, dtype, image, xp=xp), single)
     fields[-1] = fields[-1] & usable
@@ -340,23 +346,33 @@ def _empty(b: int, k: int, dtype: Any, like: Array, *, xp: Any) -> Blobs:
     return Blobs(nan, nan, nan, xp.full((b, k), -math.inf, dtype=dtype, device=dev), no, no)
 
 
-def _candidates(octaves: list[Any], p: _Params, floor: Array | None, *, xp: Any) -> tuple[Array, ...] | None:
+def _candidates(
+    octaves: list[Any], p: _Params, floor: Array | None, inside: list[Any] | None, *, xp: Any
+) -> tuple[Array, ...] | None:
     """Every octave's DoG, laid end to end per image, with its strict extrema and their geometry.
 
     Returns ``(resp, is_min, score, candidate, cap, tables)`` with ``(B, T)`` arrays
     (``score``: ``|DoG|`` signed for the extremum's kind; ``candidate``: the extrema worth
     refining), ``cap`` a static bound on the candidates of a row, and ``tables`` the per-octave
-    ``(start, d, h, w, log sigma0, fx, fy)`` as Python lists; ``None`` when no octave can hold one.
+    ``(start, d, h, w, log sigma0, fx, fy, h_in, w_in)`` (Python numbers; with ``inside``, the
+    per-octave true ``(h, w, real)`` of a padded image, ``fx, fy, h_in, w_in`` are 0-d arrays and
+    only extrema inside the true octave count); ``None`` when no octave can hold one.
     """
     parts, tables, cap, start = [], [], 0, 0
-    for o in octaves:
+    for i, o in enumerate(octaves):
         resp = o.levels[:, :, 1 : p.n_levels + 3, ...] - o.levels[:, :, : p.n_levels + 2, ...]
         b, _, d, h, w = resp.shape
         if min(d, h, w) < 3:  # no strict 3x3x3 extremum fits
             continue
         max_mask, min_mask = nms3d_minmax(resp)
+        true = (h, w) if inside is None else inside[i][:2]
+        if inside is not None:  # strict extrema are never on the edge: these read only true values
+            rows = xp.reshape(xp.arange(h, dtype=true[0].dtype, device=device(resp)), (h, 1))
+            cols = xp.arange(w, dtype=true[1].dtype, device=device(resp))
+            within = (rows <= true[0] - 2) & (cols <= true[1] - 2) & inside[i][2]
+            max_mask, min_mask = max_mask & within, min_mask & within
         parts.append((resp, max_mask, min_mask))
-        tables.append((start, d, h, w, math.log(o.sigma0), *o.to_input))
+        tables.append((start, d, h, w, math.log(o.sigma0), *o.to_input, *true))
         start += d * h * w
         # Strict extrema are never neighbours: at most one of each kind per 2x2x2 block of the
         # searched levels 1..n_levels.
@@ -377,13 +393,14 @@ def _candidates(octaves: list[Any], p: _Params, floor: Array | None, *, xp: Any)
 
 
 def _keypoints(
-    octaves: list[Any], p: _Params, floor: Array | None, hooks: Hooks, *, xp: Any
+    octaves: list[Any], p: _Params, floor: Array | None, hooks: Hooks, inside: list[Any] | None, *, xp: Any
 ) -> list[Array] | None:
     """The refined candidates of every octave: ``[score, x, y, log_sigma, bright, valid]``, each ``(B, M)``.
 
-    Coordinates and sigma in input pixels; ``score`` is ``-inf`` where not valid.
+    Coordinates and sigma in input pixels; ``score`` is ``-inf`` where not valid. ``inside``: see
+    :func:`_candidates`.
     """
-    found = _candidates(octaves, p, floor, xp=xp)
+    found = _candidates(octaves, p, floor, inside, xp=xp)
     if found is None:
         return None
     resp, is_min, score, candidate, cap, tables = found
@@ -399,15 +416,21 @@ def _keypoints(
     octave = xp.astype(xp.searchsorted(starts, xp.reshape(index, (-1,)), side="right") - 1, index_dtype)
 
     def table(column: int, dtype: Any) -> Array:
-        values = xp.asarray([t[column] for t in tables], dtype=dtype, device=dev)
+        column_values = [t[column] for t in tables]
+        if all(isinstance(a, int | float) for a in column_values):
+            values = xp.asarray(column_values, dtype=dtype, device=dev)
+        else:  # 0-d arrays (detect_blobs_within)
+            values = xp.stack([xp.astype(xp.asarray(a, device=dev), dtype) for a in column_values])
         return xp.reshape(xp.take(values, octave), index.shape)
 
     geometry = tuple(table(i, index_dtype) for i in range(4))
-    h, w = geometry[2:]
+    h, w = table(7, index_dtype), table(8, index_dtype)  # the true octave size (a padded image's)
     sign_min = xp.take_along_axis(is_min, index, axis=1)
     at_start = xp.take_along_axis(resp, index, axis=1)
     sign = xp.where(sign_min, -xp.ones_like(at_start), 1.0)
-    level, x, y, value, refined = r.refine(resp, index, sign, geometry, p.n_iters, p.step, hooks, xp=xp)
+    level, x, y, value, refined = r.refine(
+        resp, index, sign, geometry, p.n_iters, p.step, hooks, xp=xp, bounds=(h, w)
+    )
     if not p.keep_unrefined:
         kept = kept & refined
     # kornia's rule: a minimum counts when its refined negated response beats the response there.
@@ -427,7 +450,7 @@ def _keypoints(
     if floor is not None:
         valid = valid & (value > floor) & (floor > 0)
     if p.edge_ratio is not None or p.spatial_refit:
-        fit = r.local_fit2d(resp, geometry, level, x, y, xp=xp)
+        fit = r.local_fit2d(resp, geometry, level, x, y, xp=xp, bounds=(h, w))
         if p.edge_ratio is not None:
             valid = valid & ~r.edge_like(fit[4], fit[5], fit[6], p.edge_ratio, xp=xp)
         if p.spatial_refit:

@@ -154,6 +154,7 @@ def refine(
     hooks: Hooks,
     *,
     xp: Any,
+    bounds: tuple[Array, Array] | None = None,
 ) -> tuple[Array, Array, Array, Array, Array]:
     """Refine the extrema of ``sign * resp`` at flat positions ``index`` ``(B, M)`` of ``resp`` ``(B, T)``.
 
@@ -165,6 +166,8 @@ def refine(
     ``(B, M)``, in volume coordinates. A candidate that is not refined (rejected, or
     ``n_iters == 0``) keeps its grid position and input value. The iterations run in
     :attr:`Hooks.fori_loop` (under ``jax.jit``: one compiled step, not ``n_iters`` unrolled ones).
+    ``bounds`` ``(h, w)``, like ``index``: the part of each volume a candidate may move in (a
+    padded image's true size; default the whole volume).
     """
     base, d, h, w = geometry
     dtype = resp.dtype
@@ -181,7 +184,7 @@ def refine(
             xp.zeros(index.shape, dtype=xp.bool, device=device(resp)),
         )
     m = index.shape[1]
-    size = (d, h, w)
+    size = (d, h, w) if bounds is None else (d, *bounds)
     offsets = [(dd * h + dh) * w + dw for dd, dh, dw in _NEIGHBOURS]
     slot = {n: i for i, n in enumerate(_NEIGHBOURS)}
 
@@ -240,19 +243,22 @@ def local_fit2d(
     y: Array,
     *,
     xp: Any,
+    bounds: tuple[Array, Array] | None = None,
 ) -> tuple[Array, ...]:
     """Spatial derivatives of the response interpolated at ``level``, at the pixel nearest ``(x, y)``.
 
     Returns ``(col, row, gx, gy, dxx, dyy, dxy)`` (central differences of
     ``(1 - t) R[l0] + t R[l0 + 1]``, ``l0 = floor(level)``), each like ``level``; ``geometry`` as
-    in :func:`refine`. The pixel is clamped to the interior, so every read is inside its volume.
+    in :func:`refine`. The pixel is clamped to the interior (of ``bounds``, as in :func:`refine`),
+    so every read is inside its volume.
     """
     base, d, h, w = geometry
+    bh, bw = (h, w) if bounds is None else bounds
     dtype = level.dtype
     l0 = xp.clip(xp.floor(level), 0.0, xp.astype(d - 2, dtype))
     t = xp.clip(level - l0, 0.0, 1.0)
-    row = xp.clip(xp.round(y), 1.0, xp.astype(h - 2, dtype))
-    col = xp.clip(xp.round(x), 1.0, xp.astype(w - 2, dtype))
+    row = xp.clip(xp.round(y), 1.0, xp.astype(bh - 2, dtype))
+    col = xp.clip(xp.round(x), 1.0, xp.astype(bw - 2, dtype))
     centre = base + (xp.astype(l0, h.dtype) * h + xp.astype(row, h.dtype)) * w + xp.astype(col, h.dtype)
     # One gather of the 3x3 neighbourhood on both levels (one consumer keeps XLA's fusion small).
     offsets = [dl * (h * w) + dy * w + dx for dl in (0, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]

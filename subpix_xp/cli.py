@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from ._detect import detect_blobs
+from ._extent import bucket_shape, detect_blobs_within, fits
 from ._libraries import LIBRARY_NAMES, Library, LibraryUnavailable, load_library
 from ._scene import Scene, locking_statistics, match_blobs, render_scene
 
@@ -107,15 +108,20 @@ def _reason(exc: BaseException) -> str:
 class Runner:
     """Runs :func:`detect_blobs` on one array library: NumPy ``(B, C, H, W)`` in, NumPy fields out.
 
-    Where the library compiles (JAX: ``jax.jit``, ahead of time), each image shape, dtype and
-    setting is compiled once and the compiled function is reused for every image of that shape;
-    the :attr:`CACHE_SIZE` most recently used ones are kept. :attr:`compile_seconds` is the time
-    the last call spent compiling (0 when it reused a compiled function).
+    Where the library compiles (JAX: ``jax.jit``, ahead of time), each dtype, setting and *size
+    bucket* is compiled once and reused: an image is padded at the bottom and right to its
+    bucket (:func:`~subpix_xp._extent.bucket_shape`: each side rounded up to the next of 64, 80,
+    96, 112, 128, 160, ..., four sizes per doubling) and detected with its true size passed as an
+    array (:func:`~subpix_xp._extent.detect_blobs_within`), which gives the keypoints of the
+    unpadded image; images too small for that (:func:`~subpix_xp._extent.fits`), or every image
+    with ``buckets=False``, are compiled per exact shape. The :attr:`CACHE_SIZE` most recently
+    used compiled functions are kept. :attr:`compile_seconds` is the time the last call spent
+    compiling (0 when it reused a compiled function); :attr:`compilations` counts them.
     """
 
     CACHE_SIZE = 8
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, buckets: bool = True) -> None:
         try:
             self.library: Library = load_library(name)
         except LibraryUnavailable as exc:
@@ -123,29 +129,54 @@ class Runner:
         except ValueError:
             raise CliError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}") from None
         self.name = name
+        self.buckets = buckets
         self.compile_seconds = 0.0
+        self.compilations = 0
+        self.last_bucket: tuple[int, int] | None = None
         self._compiled: OrderedDict[tuple[Any, ...], Callable[..., Any]] = OrderedDict()
 
-    def _function(self, x: Any, options: dict[str, Any]) -> Callable[..., Any]:
-        key = (tuple(x.shape), str(x.dtype), tuple(sorted(options.items())))
+    def _function(
+        self, detect: Callable[..., Any], options: dict[str, Any], *args: Any
+    ) -> Callable[..., Any]:
+        shapes = tuple((tuple(a.shape), str(a.dtype)) for a in args)
+        key = (detect.__name__, shapes, tuple(sorted(options.items())))
         self.compile_seconds = 0.0
         if key in self._compiled:
             self._compiled.move_to_end(key)
             return self._compiled[key]
-        fn: Callable[..., Any] = functools.partial(detect_blobs, **options)
+        fn: Callable[..., Any] = functools.partial(detect, **options)
         if self.library.compile is not None:
             start = time.perf_counter()
-            fn = self.library.compile(fn, x)
+            fn = self.library.compile(fn, *args)
             self.compile_seconds = time.perf_counter() - start
+            self.compilations += 1
         self._compiled[key] = fn
         if len(self._compiled) > self.CACHE_SIZE:
             self._compiled.popitem(last=False)
         return fn
 
+    def bucket(self, shape: tuple[int, int], options: dict[str, Any]) -> tuple[int, int] | None:
+        """The padded shape an image of ``shape`` is detected in, or ``None`` (its own shape)."""
+        if self.library.compile is None or not self.buckets:
+            return None
+        padded = bucket_shape(*shape)
+        pyramid = {
+            k: options[k] for k in ("n_levels", "init_sigma", "min_size", "double_image") if k in options
+        }
+        return padded if fits(shape, padded, **pyramid) else None
+
     def __call__(self, image: np.ndarray, **options: Any) -> dict[str, np.ndarray]:
         """Detect in ``image`` ``(B, C, H, W)``; every field comes back as NumPy ``(B, K)``."""
-        x = self.library.asarray(image)
-        blobs = self._function(x, options)(x)
+        h, w = image.shape[-2:]
+        padded = self.last_bucket = self.bucket((h, w), options)
+        if padded is None:
+            x = self.library.asarray(image)
+            blobs = self._function(detect_blobs, options, x)(x)
+        else:
+            widths = ((0, 0),) * (image.ndim - 2) + ((0, padded[0] - h), (0, padded[1] - w))
+            x = self.library.asarray(np.pad(image, widths, mode="edge"))
+            extent = self.library.asarray(np.asarray([h, w], dtype=np.int32))
+            blobs = self._function(detect_blobs_within, options, x, extent)(x, extent)
         return {name: self.library.to_numpy(getattr(blobs, name)) for name in (*FIELDS, "valid")}
 
     @property
@@ -682,7 +713,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     fmt = _output_format(out, args.format)
     files, missing = expand_inputs(args.images)
     _check_inputs_not_outputs(files, out)
-    runner = Runner(args.backend)
+    runner = Runner(args.backend, buckets=not args.no_buckets)
     if args.dtype == "float64" and not runner.library.float64:
         raise CliError(
             f"--dtype float64: backend {args.backend!r} computes no float64 here"
@@ -779,6 +810,8 @@ def _run_batch(
         )
         if not args.quiet:
             compiled = f", {runner.compile_seconds:.1f} s of it compiling" if runner.compile_seconds else ""
+            if compiled and runner.last_bucket is not None:
+                compiled += f" for the {runner.last_bucket[1]}x{runner.last_bucket[0]} bucket"
             say(
                 f"{path}: {len(rows)} blobs ({image.shape[1]}x{image.shape[0]}, {elapsed * 1e3:.0f} ms{compiled})"
             )
@@ -1068,7 +1101,7 @@ def run_demo(
     if kornia_row and "numpy" in backends and options != {**options, **KORNIA_OPTIONS}:
         plans.append(("numpy", {**options, **KORNIA_OPTIONS}, "kornia-compatible settings (--kornia)"))
     for name, opts, note in plans:
-        runner = Runner(name)
+        runner = Runner(name, buckets=False)  # one image: nothing to share
 
         def detect(runner: Runner = runner, opts: dict[str, Any] = opts) -> dict[str, np.ndarray]:
             return runner(batch, num_features=k, **opts)
@@ -1383,6 +1416,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     det.add_argument(
         "--backend", "-b", choices=BACKENDS, default="numpy", help="array library (default: numpy)"
+    )
+    det.add_argument(
+        "--no-buckets",
+        action="store_true",
+        help="jax: compile per exact image size instead of padding each image to one of a few size "
+        "buckets (each side rounded up to 64, 80, 96, 112, 128, 160, ...: four sizes per doubling) "
+        "with its true size passed along, which gives the same keypoints and compiles once per bucket",
     )
     det.add_argument(
         "--out",
