@@ -570,3 +570,26 @@ def test_kornia_option_reproduces_the_kornia_settings_of_detect_blobs() -> None:
     image = np.exp(-((xx - 30.3) ** 2 + (yy - 33.6) ** 2) / 18.0)
     ours = detect_blobs(image, 5, **cli.KORNIA_OPTIONS)
     assert bool(ours.valid[0]) and abs(float(ours.x[0]) - 30.3) < 0.1
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="needs JAX")
+def test_jax_size_buckets_compile_once_for_two_sizes(tmp_path):
+    """Two images of different sizes in one bucket: one compilation, each image's own keypoints."""
+    pil = pytest.importorskip("PIL.Image", reason="the image-file tests need Pillow (the 'cli' extra)")
+    scene = render_scene(height=200, width=232, seed=5).image
+    for name, crop in (("a.png", scene[:90, :100]), ("b.png", scene[100:196, 110:220])):
+        pil.fromarray(crop).save(tmp_path / name)
+    jax_run = run_cli("detect", str(tmp_path), "--backend", "jax", "-o", "jax.json", "-n", "40", cwd=tmp_path)
+    assert jax_run.returncode == 0, jax_run.stderr
+    assert jax_run.stderr.count("compiling for the 112x96 bucket") == 1, jax_run.stderr
+    numpy_run = run_cli("detect", str(tmp_path), "-o", "numpy.json", "-n", "40", cwd=tmp_path)
+    assert numpy_run.returncode == 0, numpy_run.stderr
+    jax_images = json.loads((tmp_path / "jax.json").read_text())["images"]
+    numpy_images = json.loads((tmp_path / "numpy.json").read_text())["images"]
+    assert [i["file"] for i in jax_images] == [i["file"] for i in numpy_images]
+    for ours, ref in zip(jax_images, numpy_images):
+        assert (ours["height"], ours["width"]) == (ref["height"], ref["width"])
+        assert ours["count"] == ref["count"] > 0
+        a = np.array([[k["x"], k["y"]] for k in ours["keypoints"]])
+        b = np.array([[k["x"], k["y"]] for k in ref["keypoints"]])
+        assert np.hypot(*(a[:, None, :] - b[None, :, :]).transpose(2, 0, 1)).min(axis=0).max() <= 1e-3

@@ -481,3 +481,37 @@ def test_detect_blobs_under_jit_in_32_bit_mode_prints_no_warnings():
     np.testing.assert_array_equal(np.asarray(blobs.valid), ref.valid)
     np.testing.assert_allclose(np.asarray(blobs.x), ref.x, atol=1e-3)
     np.testing.assert_allclose(np.asarray(blobs.y), ref.y, atol=1e-3)
+
+
+def _matched(ref, out, tol=1e-3):
+    """Same valid count, and every reference keypoint has one within ``tol`` px (equal responses may swap ranks)."""
+    rv, ov = np.asarray(ref.valid), np.asarray(out.valid)
+    assert int(rv.sum()) == int(ov.sum()) > 0
+    rx, ry, ox, oy = (np.asarray(a)[v] for a, v in ((ref.x, rv), (ref.y, rv), (out.x, ov), (out.y, ov)))
+    distance = np.hypot(rx[:, None] - ox[None, :], ry[:, None] - oy[None, :]).min(axis=1)
+    assert float(distance.max()) <= tol
+
+
+def test_size_bucket_compiles_once_and_gives_the_unpadded_keypoints():
+    """Two images of different sizes padded to one bucket: one trace, each image's own keypoints."""
+    from subpix_xp._extent import bucket_shape, detect_blobs_within
+
+    photo = pytest.importorskip("skimage.data").camera().astype(np.float32) / 255
+    crops = [photo[200:290, 180:280], photo[150:246, 300:410]]  # 90 x 100 and 96 x 110
+    bucket = bucket_shape(*crops[0].shape)
+    assert bucket == bucket_shape(*crops[1].shape) == (96, 112)
+    traces = []
+
+    def run(image, extent):
+        traces.append(image.shape)
+        return detect_blobs_within(image, extent, 60)
+
+    compiled = jax.jit(run)
+    with jax.enable_x64(False):
+        for crop in crops:
+            padded = np.pad(
+                crop, ((0, bucket[0] - crop.shape[0]), (0, bucket[1] - crop.shape[1])), mode="edge"
+            )
+            out = compiled(jnp.asarray(padded[None, None]), jnp.asarray(crop.shape, dtype=jnp.int32))
+            _matched(S.detect_blobs(crop[None, None], 60), out)
+    assert traces == [(1, 1, *bucket)]
