@@ -579,10 +579,24 @@ def test_jax_size_buckets_compile_once_for_two_sizes(tmp_path):
     scene = render_scene(height=200, width=232, seed=5).image
     for name, crop in (("a.png", scene[:90, :100]), ("b.png", scene[100:196, 110:220])):
         pil.fromarray(crop).save(tmp_path / name)
-    jax_run = run_cli("detect", str(tmp_path), "--backend", "jax", "-o", "jax.json", "-n", "40", cwd=tmp_path)
+    jax_run = run_cli(
+        "detect",
+        "a.png",
+        "b.png",
+        "--backend",
+        "jax",
+        "-o",
+        "jax.json",
+        "-n",
+        "40",
+        "--jax-cache",
+        "cache",
+        cwd=tmp_path,
+    )
     assert jax_run.returncode == 0, jax_run.stderr
     assert jax_run.stderr.count("compiling for the 112x96 bucket") == 1, jax_run.stderr
-    numpy_run = run_cli("detect", str(tmp_path), "-o", "numpy.json", "-n", "40", cwd=tmp_path)
+    assert any((tmp_path / "cache").iterdir())  # the program, for the next run
+    numpy_run = run_cli("detect", "a.png", "b.png", "-o", "numpy.json", "-n", "40", cwd=tmp_path)
     assert numpy_run.returncode == 0, numpy_run.stderr
     jax_images = json.loads((tmp_path / "jax.json").read_text())["images"]
     numpy_images = json.loads((tmp_path / "numpy.json").read_text())["images"]
@@ -593,3 +607,10 @@ def test_jax_size_buckets_compile_once_for_two_sizes(tmp_path):
         a = np.array([[k["x"], k["y"]] for k in ours["keypoints"]])
         b = np.array([[k["x"], k["y"]] for k in ref["keypoints"]])
         assert np.hypot(*(a[:, None, :] - b[None, :, :]).transpose(2, 0, 1)).min(axis=0).max() <= 1e-3
+
+
+def test_jax_cache_needs_the_jax_backend(tmp_path):
+    (tmp_path / "a.npy").write_bytes(b"")
+    done = run_cli("detect", "a.npy", "--jax-cache", "cache", cwd=tmp_path)
+    assert done.returncode == cli.EXIT_USAGE
+    assert "--jax-cache: only --backend jax compiles" in _one_line(done.stderr)
