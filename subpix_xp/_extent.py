@@ -294,7 +294,11 @@ def scale_pyramid_within(
         inside.append((true[0], true[1], real))
         if min(bucket[0] // 2, bucket[1] // 2) <= min_size:
             return octaves, inside
-        half = (true[0] // 2, true[1] // 2)
+        one = xp.ones_like(true[0])
+        half = (
+            xp.maximum(true[0] // 2, one),
+            xp.maximum(true[1] // 2, one),
+        )  # >= 1 on octaves the image lacks
         real = real & (xp.minimum(half[0], half[1]) > min_size)
         bucket = (bucket[0] // 2, bucket[1] // 2)
         seed = levels[count - extra_levels]
