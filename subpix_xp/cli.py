@@ -108,8 +108,8 @@ def _reason(exc: BaseException) -> str:
 class Runner:
     """Runs :func:`detect_blobs` on one array library: NumPy ``(B, C, H, W)`` in, NumPy fields out.
 
-    Where the library compiles (JAX: ``jax.jit``, ahead of time), each dtype, setting and *size
-    bucket* is compiled once and reused: an image is padded at the bottom and right to its
+    Where the library compiles (JAX: ``jax.jit``, ahead of time), each image shape, dtype and
+    setting is compiled once and reused; on JAX, each *size bucket* instead: an image is padded at the bottom and right to its
     bucket (:func:`~subpix_xp._extent.bucket_shape`: each side rounded up to the next of 64, 80,
     96, 112, 128, 160, ..., four sizes per doubling) and detected with its true size passed as an
     array (:func:`~subpix_xp._extent.detect_blobs_within`), which gives the keypoints of the
@@ -157,7 +157,9 @@ class Runner:
 
     def bucket(self, shape: tuple[int, int], options: dict[str, Any]) -> tuple[int, int] | None:
         """The padded shape an image of ``shape`` is detected in, or ``None`` (its own shape)."""
-        if self.library.compile is None or not self.buckets:
+        # XLA compiles per shape; the extent is traced (a library that compiles for dynamic
+        # shapes, or has no compiler, gains nothing from padding).
+        if self.library.compile is None or self.library.name != "jax" or not self.buckets:
             return None
         padded = bucket_shape(*shape)
         pyramid = {

@@ -614,3 +614,30 @@ def test_jax_cache_needs_the_jax_backend(tmp_path):
     done = run_cli("detect", "a.npy", "--jax-cache", "cache", cwd=tmp_path)
     assert done.returncode == cli.EXIT_USAGE
     assert "--jax-cache: only --backend jax compiles" in _one_line(done.stderr)
+
+
+def test_runner_compiles_once_per_size_bucket_on_jax(monkeypatch):
+    """The bucket logic with NumPy standing in for JAX: one compilation for three sizes, the unpadded keypoints."""
+    compiled = []
+
+    def compile_(fn, *args):
+        compiled.append(tuple(tuple(a.shape) for a in args))
+        return fn
+
+    library = dataclasses.replace(load_library("numpy"), name="jax", compile=compile_)
+    monkeypatch.setattr(cli, "load_library", lambda name: library)
+    runner = cli.Runner("jax")
+    scene = render_scene(height=120, width=120, seed=3).image.astype(np.float32)[None, None] / 255
+    for h, w in ((100, 110), (112, 98), (99, 112)):
+        image = np.ascontiguousarray(scene[..., :h, :w])
+        ours = runner(image, num_features=30)
+        assert runner.last_bucket == (112, 112)
+        ref = cli.detect_blobs(image, num_features=30)  # the unpadded image
+        assert ours["valid"].sum() == ref.valid.sum() > 0
+        for name in ("x", "y", "scale", "response"):
+            np.testing.assert_allclose(
+                ours[name][ours["valid"]], getattr(ref, name)[ref.valid], rtol=0, atol=1e-5
+            )
+    assert compiled == [((1, 1, 112, 112), (2,))] and runner.compilations == 1
+    assert cli.Runner("jax", buckets=False).bucket((100, 110), {}) is None
+    assert runner.bucket((10, 300), {}) is None  # too small to pad without changing the keypoints
