@@ -251,10 +251,7 @@ def _edge_pad1(a: Array, *, xp: Any) -> Array:
     for axis in (-3, -2, -1):
         # Slices, not index arrays: a host-made index array is a blocking copy on CUDA.
         n = a.shape[axis]
-        tail = (slice(None),) * (-1 - axis)
-        first_index = (..., slice(0, 1), *tail)
-        last_index = (..., slice(n - 1, n), *tail)
-        first, last = a[first_index], a[last_index]
+        first, last = a[c.axis_slice(a.ndim, axis, 0, 1)], a[c.axis_slice(a.ndim, axis, n - 1, n)]
         a = xp.concat([first, a, last], axis=axis)
     return a
 
