@@ -4,11 +4,11 @@
 rechunks the arrays (blocks at least as long as their halo, or cut where strided windows start),
 extends the blocks with ``dask.array.overlap.overlap``, runs the kernel on every block on its
 chunk's own library (NumPy, or CuPy for CuPy-backed arrays) and crops the outputs to the block's
-core (one task per block computes every output: ``dask.array.map_overlap`` would run the kernel
-once per output). Kernels place their block with the same arithmetic as an in-memory call, so the chunked result
-is bitwise the in-memory one (except where a kernel's rounding depends on its batch size, as matrix
-products over a batch may). Nothing is computed while the graph is built. ``can_inspect`` and
-``supports_dynamic_shapes`` are the generic capabilities (False on a lazy array).
+core; one task per block computes every output (``dask.array.map_overlap`` would run the kernel
+once per output). Kernels place their block with the same arithmetic as an in-memory call, so the
+chunked result is bitwise the in-memory one (except where a kernel's rounding depends on its batch
+size, as matrix products over a batch may). Nothing is computed while the graph is built.
+``can_inspect`` and ``supports_dynamic_shapes`` are the generic capabilities (False on lazy arrays).
 """
 
 from __future__ import annotations
