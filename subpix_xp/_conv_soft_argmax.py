@@ -177,8 +177,8 @@ def _conv_kernel(
     """The windowed soft-argmax of ``input`` padded by ``widths`` (``(before, after)`` per axis).
 
     ``first`` is the coordinate, in the whole array, of the first window's first (padded) position,
-    and ``sizes`` the whole array's spatial shape, so a block of a chunked array (sliced to exactly
-    the input its windows read) gives exactly its part of the whole result.
+    and ``sizes`` the whole array's spatial shape, so a block of a chunked array (starting at its
+    first window) gives exactly its part of the whole result.
     """
     ndim = len(window)
     hooks = hooks_for(xp)
@@ -384,7 +384,7 @@ def _conv_outputs(ndim: int, params: dict[str, Any]) -> tuple[Output, ...]:
     return (coords, Output()) if params["output_value"] else (coords,)
 
 
-# Blockwise: strided windows; a block gets exactly the input its windows read (``widths``, ``first``).
+# Blockwise: strided windows; a block gets the input its windows read (``widths``, ``first``).
 _CONV_BLOCKS = Blockwise(
     _conv_kernel,
     windows=lambda params: tuple(

@@ -41,6 +41,7 @@ from . import _validation as v
 from ._common import device
 from ._nms import nms3d_minmax
 from ._pyramid import scale_pyramid
+from ._topk import top_k
 from .backends import Hooks, hooks_for
 
 Array = Any
@@ -477,13 +478,13 @@ def _select(fields: list[Array], k: int, radius: float | None, scale_step: float
     score = xp.where(fields[5], fields[0], xp.full_like(fields[0], -math.inf))
     b = score.shape[0]
     if radius is not None:
-        order = xp.argsort(score, axis=1, descending=True, stable=True)[:, : min(2 * k, score.shape[1])]
+        order = top_k(score, 2 * k, xp=xp)
         fields = [xp.take_along_axis(a, order, axis=1) for a in fields]
         score, x, y, log_sigma, bright, kept = fields
         kept = kept & ~r.duplicates(x, y, log_sigma, kept, radius, scale_step * (1.0 + 1e-6), xp=xp)
         fields[5] = kept
         score = xp.where(kept, score, xp.full_like(score, -math.inf))
-    order = xp.argsort(score, axis=1, descending=True, stable=True)[:, : min(k, score.shape[1])]
+    order = top_k(score, k, xp=xp)
     score, x, y, log_sigma, bright, kept = (xp.take_along_axis(a, order, axis=1) for a in fields)
     if order.shape[1] < k:
         pad = k - order.shape[1]

@@ -23,6 +23,7 @@ from . import _common as c
 from . import _validation as v
 from ._common import device
 from ._nms import _strict_extrema, nms3d
+from ._topk import top_k_mask, top_k_sparse
 from .backends import Blockwise, Hooks, Output, hooks_for
 
 Array = Any
@@ -250,10 +251,7 @@ def _edge_pad1(a: Array, *, xp: Any) -> Array:
     for axis in (-3, -2, -1):
         # Slices, not index arrays: a host-made index array is a blocking copy on CUDA.
         n = a.shape[axis]
-        tail = (slice(None),) * (-1 - axis)
-        first_index = (..., slice(0, 1), *tail)
-        last_index = (..., slice(n - 1, n), *tail)
-        first, last = a[first_index], a[last_index]
+        first, last = a[c.axis_slice(a.ndim, axis, 0, 1)], a[c.axis_slice(a.ndim, axis, n - 1, n)]
         a = xp.concat([first, a, last], axis=axis)
     return a
 
@@ -478,21 +476,6 @@ def _no_iterations(
 # Sparse path.
 
 
-def _top_per_image(index: Array, values: Array, per_image: int, volume: int, *, xp: Any) -> Array:
-    """The positions among ``index`` (ascending) with the ``per_image`` largest ``values`` in each image.
-
-    Ties keep the earlier position, as a stable descending sort does. The result stays ascending.
-    """
-    by_value = xp.argsort(values, descending=True, stable=True)
-    image = xp.take(index, by_value) // volume
-    grouped = xp.take(by_value, xp.argsort(image, stable=True))
-    image_sorted = xp.take(index, grouped) // volume
-    first = xp.searchsorted(image_sorted, image_sorted, side="left")
-    rank = xp.arange(index.shape[0], dtype=first.dtype, device=device(index)) - first
-    kept = xp.take(grouped, xp.nonzero(rank < per_image)[0])
-    return xp.sort(xp.take(index, kept))
-
-
 # The 19 neighbours a fit reads, as (dd, dh, dw): the centre, the 6 faces and the 12 edges.
 _NEIGHBOURS = tuple(
     (dd, dh, dw)
@@ -591,7 +574,8 @@ def _sparse_path(
     flat_x = xp.reshape(x, (total,))
     index = xp.nonzero(xp.reshape(mask, (total,)))[0]
     if max_candidates is not None and index.shape[0] > max_candidates:
-        index = _top_per_image(index, xp.take(flat_x, index), max_candidates, volume, xp=xp)
+        kept, _, _ = top_k_sparse(index // volume, xp.take(flat_x, index), max_candidates, xp=xp)
+        index = xp.sort(xp.take(index, kept))
     if index.shape[0] == 0:
         return _unrefined(input, origin, xp=xp)
     final, refined, (ss, sx, sy, gds) = _sparse_refine(
@@ -711,7 +695,7 @@ def _iterative_kernel(
         return _no_iterations(input, mask, bonus, origin, xp=xp)
     if not hooks.supports_dynamic_shapes(input):
         if max_candidates is not None:
-            mask = _top_per_image_dense(input, mask, max_candidates, xp=xp)
+            mask = _top_per_image(input, mask, max_candidates, xp=xp)
         return _static_path(
             input, mask, n_iters, bonus, threshold, allow_scale_steps, None, hooks, origin, xp=xp
         )
@@ -720,28 +704,12 @@ def _iterative_kernel(
     )
 
 
-def _top_per_image_dense(input: Array, mask: Array, per_image: int, *, xp: Any) -> Array:
-    """Static-shape form of :func:`_top_per_image`: the mask of each image's ``per_image`` largest maxima.
-
-    Keeps each image's maxima above its ``k``-th largest maximum value and, of those equal to it, the
-    first in C order (counted by a cumulative sum): one sort per image (a lazy ``topk`` on Dask).
-    """
+def _top_per_image(input: Array, mask: Array, per_image: int, *, xp: Any) -> Array:
+    """The mask of each image's ``per_image`` largest maxima (ties: the earlier voxel), static-shaped."""
     b, ch = input.shape[:2]
     volume = math.prod(input.shape[2:])
-    if per_image >= volume:
-        return mask
-    if per_image == 0:
-        return xp.zeros_like(mask)
-    flat_mask = xp.reshape(mask, (b * ch, volume))
-    values = xp.where(
-        flat_mask, xp.reshape(input, (b * ch, volume)), xp.asarray(-math.inf, dtype=input.dtype)
-    )
-    kth = hooks_for(xp).kth_largest(values, per_image, xp=xp)
-    above = flat_mask & (values > kth)
-    tied = flat_mask & (values == kth)
-    count = xp.astype(tied, c.index_dtype(xp=xp))
-    room = per_image - xp.sum(xp.astype(above, count.dtype), axis=-1, keepdims=True)
-    keep = above | (tied & (xp.cumulative_sum(count, axis=-1) <= room))
+    flat = (b * ch, volume)
+    keep = top_k_mask(xp.reshape(input, flat), xp.reshape(mask, flat), per_image, xp=xp)
     return xp.reshape(keep, tuple(input.shape))
 
 
@@ -755,7 +723,7 @@ def _lazy_candidates(
     params = {**params, "max_candidates": None}
     if mask is None:
         mask = nms3d(input, (3, 3, 3), mask_only=True)
-    return (input, _top_per_image_dense(input, mask, k, xp=xp)), params
+    return (input, _top_per_image(input, mask, k, xp=xp)), params
 
 
 def _quad_outputs(ndim: int, params: dict[str, Any]) -> tuple[Output, ...]:

@@ -22,8 +22,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._common import device
+from ._common import device, index_dtype
 from ._quad_interp import _NEIGHBOURS, _converged, _derivatives, _solve, _step
+from ._topk import top_k, top_k_sparse
 from .backends import Hooks
 
 Array = Any
@@ -78,17 +79,11 @@ def _top_sparse(score: Array, valid: Array, k: int, hooks: Hooks, *, xp: Any) ->
     kept = xp.zeros(b * k, dtype=xp.bool, device=dev)
     if rows.shape[0] > 0 and k > 0:
         values = xp.take(xp.reshape(score, (b * n,)), rows * n + cols)
-        by_value = xp.argsort(values, descending=True, stable=True)  # ties: the earlier entry
-        grouped = xp.take(by_value, xp.argsort(xp.take(rows, by_value), stable=True))
-        owner = xp.astype(xp.take(rows, grouped), cols.dtype)
-        rank = xp.arange(grouped.shape[0], dtype=cols.dtype, device=dev) - xp.searchsorted(
-            owner, owner, side="left"
-        )
+        entry, row, rank = top_k_sparse(rows, values, k, xp=xp)
         k = min(k, int(xp.max(rank)) + 1)  # no slot that no row fills
         index, kept = index[: b * k], kept[: b * k]
-        keep = xp.nonzero(rank < k)[0]
-        slot = xp.take(owner, keep) * k + xp.take(rank, keep)  # strictly increasing
-        index = hooks.expand(xp.take(cols, xp.take(grouped, keep)), slot, index, xp=xp)
+        slot = row * k + rank  # strictly increasing
+        index = hooks.expand(xp.take(cols, entry), slot, index, xp=xp)
         kept = hooks.expand(xp.ones(slot.shape, dtype=xp.bool, device=dev), slot, kept, xp=xp)
     return xp.reshape(index, (b, k)), xp.reshape(kept, (b, k))
 
@@ -103,17 +98,14 @@ def _top_static(score: Array, valid: Array, k: int, cap: int, *, xp: Any) -> tup
     fallback when packing saves nothing.
     """
     b, n = score.shape
-    dev = device(score)
     if cap >= n:
-        order = xp.argsort(
-            xp.where(valid, score, xp.full_like(score, -math.inf)), axis=1, descending=True, stable=True
-        )[:, :k]
+        order = top_k(xp.where(valid, score, xp.full_like(score, -math.inf)), k, xp=xp)
         return order, xp.take_along_axis(valid, order, axis=1)
-    index_dtype = xp.asarray(0, device=dev).dtype  # the default integer dtype
-    check_index_range("detect_blobs", n + 1 + cap, index_dtype, xp=xp)
-    per_group = max(1, (index_limit(index_dtype, xp=xp) - cap) // (n + 1))
+    int_dtype = index_dtype(xp=xp)
+    check_index_range("detect_blobs", n + 1 + cap, int_dtype, xp=xp)
+    per_group = max(1, (index_limit(int_dtype, xp=xp) - cap) // (n + 1))
     parts = [
-        _pack_sort(score[s : s + per_group, ...], valid[s : s + per_group, ...], k, cap, index_dtype, xp=xp)
+        _pack_sort(score[s : s + per_group, ...], valid[s : s + per_group, ...], k, cap, int_dtype, xp=xp)
         for s in range(0, b, per_group)
     ]
     if len(parts) == 1:
@@ -122,21 +114,21 @@ def _top_static(score: Array, valid: Array, k: int, cap: int, *, xp: Any) -> tup
 
 
 def _pack_sort(
-    score: Array, valid: Array, k: int, cap: int, index_dtype: Any, *, xp: Any
+    score: Array, valid: Array, k: int, cap: int, int_dtype: Any, *, xp: Any
 ) -> tuple[Array, Array]:
     b, n = score.shape
     dev = device(score)
-    count = xp.astype(xp.cumulative_sum(xp.astype(valid, xp.int32), axis=1), index_dtype)
-    rows = xp.reshape(xp.arange(b, dtype=index_dtype, device=dev), (b, 1))
+    count = xp.astype(xp.cumulative_sum(xp.astype(valid, xp.int32), axis=1), int_dtype)
+    rows = xp.reshape(xp.arange(b, dtype=int_dtype, device=dev), (b, 1))
     keys = xp.reshape(count + rows * (n + 1), (b * n,))  # non-decreasing; b * (n + 1) + cap fits the dtype
-    slot = xp.reshape(xp.arange(1, cap + 1, dtype=index_dtype, device=dev), (1, cap))
+    slot = xp.reshape(xp.arange(1, cap + 1, dtype=int_dtype, device=dev), (1, cap))
     where = xp.searchsorted(keys, xp.reshape(rows * (n + 1) + slot, (b * cap,)), side="left")
     position = xp.reshape(where, (b, cap)) - rows * n
     filled = slot <= count[:, n - 1 :]
     position = xp.where(filled, position, xp.zeros_like(position))
     lowest = xp.full(filled.shape, -math.inf, dtype=score.dtype, device=dev)
     packed = xp.where(filled, xp.take_along_axis(score, position, axis=1), lowest)
-    best = xp.argsort(packed, axis=1, descending=True, stable=True)[:, :k]
+    best = top_k(packed, k, xp=xp)
     return xp.take_along_axis(position, best, axis=1), xp.take_along_axis(filled, best, axis=1)
 
 

@@ -64,8 +64,9 @@ class Blockwise:
       the kernel runs on a block extended by them and its outputs are cropped to the block's core.
       With ``origin`` the kernel gets ``origin=`` (the extended block's start on those axes).
       Blocks are at least ``minimum`` entries long on them.
-    * ``windows(params)``: per trailing axis ``(size, stride, padding before)`` of strided windows;
-      the kernel gets exactly the input its windows read, with ``widths=`` (its padding per axis)
+    * ``windows(params)``: per trailing axis ``(size, stride, padding)`` of strided windows (the
+      same padding on both sides); the kernel gets the input its windows read (from the first
+      window's start, maybe with unread entries at the end), with ``widths=`` (its padding per axis)
       and ``first=`` (the first window's first position in the whole, padded-free array).
     * ``whole``: that many trailing axes are never split.
 
