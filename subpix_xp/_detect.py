@@ -355,8 +355,10 @@ def _candidates(
 
     Few full-size arrays: the DoG is taken level by level straight into the one ``(B, T)`` row
     (a large temporary costs a fresh, page-faulting allocation). The extrema are :func:`nms3d_minmax`
-    on each octave's view of that row, or, with a ``floor`` where shapes may depend on data,
-    :func:`_sparse_extrema`: the same strict test at the voxels that pass SIFT's pre-test only.
+    on each octave's view of that row, or, with a ``floor`` where shapes may depend on data (and
+    the backend does not prefer static shapes: on an accelerator a few large passes beat many
+    small ones), :func:`_sparse_extrema`: the same strict test at the voxels that pass SIFT's
+    pre-test only.
     """
     kept, tables, cap, start = [], [], 0, 0
     for o in octaves:
@@ -377,7 +379,7 @@ def _candidates(
         [xp.reshape(o.images[i + 1] - o.images[i], (b, -1)) for o in kept for i in range(p.n_levels + 2)],
         axis=1,
     )
-    if floor is not None and hooks.supports_dynamic_shapes(resp):
+    if floor is not None and hooks.supports_dynamic_shapes(resp) and not hooks.prefers_static_shapes(resp):
         where, score, candidate = _sparse_extrema(resp, tables, 0.5 * floor, p.minima, hooks, xp=xp)
         return resp, None, score, candidate, cap, tables, where
     maxima, minima = [], []
