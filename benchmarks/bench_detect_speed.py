@@ -1,13 +1,17 @@
-"""``detect_blobs`` against OpenCV SIFT's ``detect`` on a 512x512 photograph: the speed targets of issue 11.
+"""``detect_blobs`` against OpenCV SIFT's ``detect`` on photographs: the speed targets of issue 11.
 
 Run (from the repository root)::
 
     python benchmarks/bench_detect_speed.py                       # this checkout
     python benchmarks/bench_detect_speed.py --baseline ../main    # and a baseline checkout, side by side
+    python benchmarks/bench_detect_speed.py --threads 1 --clock cpu \
+        --image camera,coins,astronaut,hubble_deep_field          # the photographs of bench_real.py
 
-What is timed, on scikit-image's ``camera`` (512x512, ``--image`` picks another bundled photo):
+What is timed, on scikit-image's ``camera`` (512x512; ``--image`` takes a comma-separated list of
+bundled photographs, colour ones converted to grey):
 
-* ``sift``: ``cv2.SIFT_create().detect(image_uint8, None)`` (it also assigns orientations);
+* ``sift``: ``cv2.SIFT_create(nfeatures=500).detect(image_uint8, None)`` (it also assigns
+  orientations);
 * ``numpy`` / ``torch``: ``detect_blobs(image, 500)`` on the float32 ``(1, 1, H, W)`` image in
   ``[0, 1]``, as a NumPy array and as a torch CPU tensor;
 * ``numpy pyramid`` / ``torch pyramid``: the Gaussian scale pyramid alone, with ``detect_blobs``'s
@@ -20,7 +24,7 @@ same thread count for everything: ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` 
 takes one sample, in an order that rotates from round to round. With ``--baseline`` the workers of
 the two checkouts alternate, ``--blocks`` times each, so both share the machine's drift (``--clock
 cpu`` times the process's CPU instead of the elapsed time: with ``--threads 1`` on a machine that
-other jobs share, it counts only this process's work). The table
+other jobs share, it counts only this process's work, page faults included). The table
 shows medians (ms) over all samples and each ratio to SIFT as the median of the per-round ratios
 (paired samples from the same round). Targets (issue 11): ``numpy <= 3x`` and ``torch <= 2x`` SIFT.
 """
@@ -42,48 +46,62 @@ CALLS = ("sift", "numpy", "torch", "numpy pyramid", "torch pyramid")
 
 
 def _worker(args: argparse.Namespace) -> None:
-    """Time every call in this process and print the samples as JSON (one line)."""
+    """Time every call on every photograph in this process and print the samples as JSON (one line)."""
     import cv2
-    import numpy as np
     import torch
-    from skimage import data
 
     import subpix_xp
-    from subpix_xp import detect_blobs
 
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
-    image = getattr(data, args.image)()
+    out: dict[str, dict] = {}
+    for name in args.image.split(","):
+        out[name] = _time_photo(name, args)
+    print(json.dumps({"photos": out, "subpix_xp": subpix_xp.__file__}))
+
+
+def _grey_u8(name: str):
+    import numpy as np
+    from skimage import data
+
+    image = getattr(data, name)()
     if image.ndim == 3:
         image = (image[..., :3] @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)
+    return image
+
+
+def _time_photo(name: str, args: argparse.Namespace) -> dict:
+    import cv2
+    import numpy as np
+    import torch
+
+    from subpix_xp import detect_blobs
+
+    image = _grey_u8(name)
     gray = (image.astype(np.float32) / 255.0)[None, None]
     arrays = {"numpy": gray, "torch": torch.from_numpy(gray.copy())}
-    sift = cv2.SIFT_create()
+    sift = cv2.SIFT_create(nfeatures=500)
     calls = {"sift": lambda: sift.detect(image, None)}
-    for name, array in arrays.items():
-        calls[name] = lambda a=array: detect_blobs(a, 500)
+    for backend, array in arrays.items():
+        calls[backend] = lambda a=array: detect_blobs(a, 500)
         pyramid = _pyramid_call(array)
         if pyramid is not None:
-            calls[f"{name} pyramid"] = pyramid
+            calls[f"{backend} pyramid"] = pyramid
     for call in calls.values():  # warm-up: caches, first-touch memory, lazy imports
         for _ in range(2):
             call()
-    samples: dict[str, list[float]] = {name: [] for name in calls}
+    samples: dict[str, list[float]] = {call: [] for call in calls}
     names = list(calls)
     clock = time.perf_counter if args.clock == "wall" else time.process_time
     for round_ in range(args.repeats):
         shift = round_ % len(names)
-        for name in names[shift:] + names[:shift]:
+        for call in names[shift:] + names[:shift]:
             start = clock()
-            calls[name]()
-            samples[name].append(1000.0 * (clock() - start))
-    found = {name: int(np.sum(np.asarray(detect_blobs(a, 500).valid))) for name, a in arrays.items()}
+            calls[call]()
+            samples[call].append(1000.0 * (clock() - start))
+    found = {b: int(np.sum(np.asarray(detect_blobs(a, 500).valid))) for b, a in arrays.items()}
     found["sift"] = len(sift.detect(image, None))
-    print(
-        json.dumps(
-            {"samples": samples, "found": found, "subpix_xp": subpix_xp.__file__, "shape": list(image.shape)}
-        )
-    )
+    return {"samples": samples, "found": found, "shape": list(image.shape)}
 
 
 def _pyramid_call(array):
@@ -135,28 +153,33 @@ def _run_worker(tree: Path, args: argparse.Namespace) -> dict:
 def _table(results: dict[str, list[dict]], args: argparse.Namespace) -> str:
     labels = list(results)
     lines = [
-        f"detect_blobs vs OpenCV SIFT detect: skimage `{args.image}`, {args.threads} thread(s) everywhere, "
-        f"{args.repeats * args.blocks} samples per call and checkout, {args.clock} clock",
+        f"detect_blobs vs OpenCV SIFT detect (nfeatures=500): {args.threads} thread(s) everywhere, "
+        f"{args.repeats * args.blocks} samples per call, photo and checkout, {args.clock} clock",
         "",
-        "| call | " + " | ".join(f"{label} ms | x SIFT" for label in labels) + " | target |",
-        "| --- | " + " | ".join("---: | ---:" for _ in labels) + " | --- |",
+        "| photo | call | " + " | ".join(f"{label} ms | x SIFT" for label in labels) + " | target |",
+        "| --- | --- | " + " | ".join("---: | ---:" for _ in labels) + " | --- |",
     ]
-    for call in CALLS:
-        cells = []
-        for label in labels:
-            runs = results[label]
-            if not all(call in run["samples"] for run in runs):
-                cells.append("n/a | n/a")
-                continue
-            times = [t for run in runs for t in run["samples"][call]]
-            ratios = [t / s for run in runs for t, s in zip(run["samples"][call], run["samples"]["sift"])]
-            cells.append(f"{statistics.median(times):.1f} | {statistics.median(ratios):.2f}")
-        target = f"<= {TARGETS[call]:.0f}x" if call in TARGETS else ""
-        lines.append(f"| {call} | " + " | ".join(cells) + f" | {target} |")
+    for photo in args.image.split(","):
+        shape = "x".join(str(n) for n in results[labels[0]][0]["photos"][photo]["shape"][::-1])
+        for call in CALLS:
+            cells = []
+            for label in labels:
+                runs = [run["photos"][photo] for run in results[label]]
+                if not all(call in run["samples"] for run in runs):
+                    cells.append("n/a | n/a")
+                    continue
+                times = [t for run in runs for t in run["samples"][call]]
+                ratios = [t / s for run in runs for t, s in zip(run["samples"][call], run["samples"]["sift"])]
+                cells.append(f"{statistics.median(times):.1f} | {statistics.median(ratios):.2f}")
+            target = f"<= {TARGETS[call]:.0f}x" if call in TARGETS else ""
+            lines.append(f"| {photo} {shape} | {call} | " + " | ".join(cells) + f" | {target} |")
     lines.append("")
     for label in labels:
         run = results[label][0]
-        found = ", ".join(f"{k} {v}" for k, v in run["found"].items())
+        found = "; ".join(
+            f"{photo}: " + ", ".join(f"{k} {v}" for k, v in rec["found"].items())
+            for photo, rec in run["photos"].items()
+        )
         lines.append(f"{label}: {run['subpix_xp']} (keypoints: {found})")
     return "\n".join(lines)
 
@@ -171,7 +194,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--repeats", type=int, default=15, help="rounds per worker (default 15)")
     parser.add_argument("--blocks", type=int, default=1, help="workers per checkout, alternating (default 1)")
-    parser.add_argument("--image", default="camera", help="a scikit-image photograph (default camera)")
+    parser.add_argument(
+        "--image", default="camera", help="scikit-image photographs, comma-separated (default camera)"
+    )
     parser.add_argument(
         "--clock",
         choices=("wall", "cpu"),

@@ -12,7 +12,8 @@ operations:
    :attr:`Hooks.separable_filter` hook);
 3. per octave, the DoG response ``L(k sigma) - L(sigma)`` over ``n_levels + 2`` levels and its
    strict 3x3x3 maxima and minima (:func:`nms3d_minmax`); with a ``threshold``, extrema below
-   half of it are dropped (SIFT's pre-test);
+   half of it are dropped (SIFT's pre-test), and where shapes may depend on data the same
+   extrema are searched sparsely, at the voxels that pass the pre-test (:func:`_sparse_extrema`);
 4. the ``max_candidates`` strongest extrema of each image over all octaves (a fixed budget, the
    same on every path: ``nonzero`` where shapes may depend on data, a packed static selection
    under ``jax.jit``), refined by :func:`~subpix_xp._refine.refine` (the rule of
@@ -348,49 +349,159 @@ def _empty(b: int, k: int, dtype: Any, like: Array, *, xp: Any) -> Blobs:
 
 
 def _candidates(
-    octaves: list[Any], p: _Params, floor: Array | None, inside: list[Any] | None, *, xp: Any
-) -> tuple[Array, ...] | None:
+    octaves: list[Any], p: _Params, floor: Array | None, hooks: Hooks, inside: list[Any] | None, *, xp: Any
+) -> tuple[Any, ...] | None:
     """Every octave's DoG, laid end to end per image, with its strict extrema and their geometry.
 
     Returns ``(resp, is_min, score, candidate, cap, tables)`` with ``(B, T)`` arrays
-    (``score``: ``|DoG|`` signed for the extremum's kind; ``candidate``: the extrema worth
-    refining), ``cap`` a static bound on the candidates of a row, and ``tables`` the per-octave
-    ``(start, d, h, w, log sigma0, fx, fy, h_in, w_in)`` (Python numbers; with ``inside``, the
-    per-octave true ``(h, w, real)`` of a padded image, ``fx, fy, h_in, w_in`` are 0-d arrays and
-    only extrema inside the true octave count); ``None`` when no octave can hold one.
+    (``score``: ``|DoG|`` signed for the extremum's kind, exact at the candidates only;
+    ``candidate``: the extrema worth refining; ``is_min``: the minima, ``None`` with a ``floor``,
+    where a candidate's sign tells its kind), ``cap`` a static bound on the candidates of a row, and
+    ``tables`` the per-octave ``(start, d, h, w, log sigma0, fx, fy, h_in, w_in)``: Python numbers,
+    but with ``inside`` (the per-octave true ``(h, w, real)`` of a padded image, see
+    :func:`~subpix_xp._extent.detect_blobs_within`) ``fx, fy, h_in, w_in`` are 0-d arrays and only
+    extrema inside the true octave count; ``None`` when no octave can hold one.
+
+    Few full-size arrays: the DoG is taken level by level straight into the one ``(B, T)`` row
+    (a large temporary costs a fresh, page-faulting allocation). The extrema are :func:`nms3d_minmax`
+    on each octave's view of that row, or, with a ``floor`` where shapes may depend on data (and
+    the backend does not prefer static shapes: on an accelerator a few large passes beat many
+    small ones), :func:`_sparse_extrema`: the same strict test at the voxels that pass SIFT's
+    pre-test only.
     """
-    parts, tables, cap, start = [], [], 0, 0
+    kept, tables, cap, start = [], [], 0, 0
     for i, o in enumerate(octaves):
-        resp = o.levels[:, :, 1 : p.n_levels + 3, ...] - o.levels[:, :, : p.n_levels + 2, ...]
-        b, _, d, h, w = resp.shape
+        h, w = o.images[0].shape[-2:]
+        d = p.n_levels + 2
         if min(d, h, w) < 3:  # no strict 3x3x3 extremum fits
             continue
-        max_mask, min_mask = nms3d_minmax(resp)
+        kept.append(i)
         true = (h, w) if inside is None else inside[i][:2]
-        if inside is not None:  # strict extrema are never on the edge: these read only true values
-            rows = xp.reshape(xp.arange(h, dtype=true[0].dtype, device=device(resp)), (h, 1))
-            cols = xp.arange(w, dtype=true[1].dtype, device=device(resp))
-            within = (rows <= true[0] - 2) & (cols <= true[1] - 2) & inside[i][2]
-            max_mask, min_mask = max_mask & within, min_mask & within
-        parts.append((resp, max_mask, min_mask))
         tables.append((start, d, h, w, math.log(o.sigma0), *o.to_input, *true))
         start += d * h * w
         # Strict extrema are never neighbours: at most one of each kind per 2x2x2 block of the
         # searched levels 1..n_levels.
         cap += (2 if p.minima else 1) * math.ceil(p.n_levels / 2) * math.ceil(h / 2) * math.ceil(w / 2)
-    if not parts:
+    if not kept:
         return None
-    b = parts[0][0].shape[0]
-    resp, is_max, is_min = (
-        xp.concat([xp.reshape(part[i], (b, -1)) for part in parts], axis=1) for i in range(3)
+    b = octaves[kept[0]].images[0].shape[0]
+    levels = [octaves[i].images for i in kept]
+    resp = xp.concat(
+        [xp.reshape(ls[j + 1] - ls[j], (b, -1)) for ls in levels for j in range(p.n_levels + 2)], axis=1
     )
+    dynamic = hooks.supports_dynamic_shapes(resp) and not hooks.prefers_static_shapes(resp)
+    if floor is not None and inside is None and dynamic:  # a padded image takes the dense path
+        where, score, candidate = _sparse_extrema(resp, tables, 0.5 * floor, p.minima, hooks, xp=xp)
+        return resp, None, score, candidate, cap, tables, where
+    maxima, minima = [], []
+    for i, (s, d, h, w, *_) in zip(kept, tables, strict=True):
+        max_mask, min_mask = nms3d_minmax(xp.reshape(resp[:, s : s + d * h * w], (b, 1, d, h, w)))
+        if inside is not None:
+            within = _within(inside[i], h, w, xp=xp)
+            max_mask, min_mask = max_mask & within, min_mask & within
+        maxima.append(xp.reshape(max_mask, (b, -1)))
+        minima.append(xp.reshape(min_mask, (b, -1)))
+    is_max = maxima[0] if len(maxima) == 1 else xp.concat(maxima, axis=1)
+    is_min = minima[0] if len(minima) == 1 else xp.concat(minima, axis=1)
     if not p.minima:
         is_min = xp.zeros_like(is_max)
-    score = xp.where(is_min, -resp, resp)
-    candidate = is_max | is_min
-    if floor is not None:
-        candidate = candidate & (score > 0.5 * floor)  # SIFT's pre-test, before refinement
-    return resp, is_min, score, candidate, cap, tables
+    if floor is None:
+        return resp, is_min, xp.where(is_min, -resp, resp), is_max | is_min, cap, tables, None
+    # SIFT's pre-test, before refinement: the extremum beats half the floor (>= 0) in its own sign,
+    # so a candidate's score is |DoG| and its sign tells its kind.
+    half = 0.5 * floor
+    candidate = is_max & (resp > half)
+    if p.minima:
+        candidate = candidate | (is_min & (resp < -half))
+    return resp, None, xp.abs(resp), candidate, cap, tables, None
+
+
+def _within(inside: tuple[Array, Array, Array], h: int, w: int, *, xp: Any) -> Array:
+    """The ``(H_o, W_o)`` mask of a padded octave's true extent less its edge, where strict extrema
+    can lie (so the 3x3x3 test read only true values); all false for an octave the image lacks."""
+    true_h, true_w, real = inside
+    rows = xp.reshape(xp.arange(h, dtype=true_h.dtype, device=device(true_h)), (h, 1))
+    cols = xp.arange(w, dtype=true_w.dtype, device=device(true_w))
+    return (rows <= true_h - 2) & (cols <= true_w - 2) & real
+
+
+# The neighbours of a voxel, (level, row, column) steps, but its two along the row (compared densely
+# first): the nearest first, as they reject the most.
+_RING = sorted(
+    ((dl, dr, dc) for dl in (-1, 0, 1) for dr in (-1, 0, 1) for dc in (-1, 0, 1) if (dl, dr) != (0, 0)),
+    key=lambda n: (abs(n[0]) + abs(n[1]) + abs(n[2]), n),
+)
+_ONE_BY_ONE = 4  # neighbours compared one at a time (each keeps only its survivors), then the rest at once
+
+
+def _sparse_extrema(
+    resp: Array, tables: list[tuple[Any, ...]], half: Array, minima: bool, hooks: Hooks, *, xp: Any
+) -> tuple[Array, ...]:
+    """The candidates of :func:`_candidates` with a floor, found mostly sparsely, compacted (:func:`_compact`).
+
+    On the searched levels of each octave, seen flat, the voxels that beat ``half`` ``(B, 1)`` in a
+    kind's sign and their two neighbours along a row (contiguous slices: a few dense passes leave
+    about 1% of the volume) are compared with their 24 other neighbours: the nearest one at a time,
+    each comparison keeping the survivors only, then the rest at once. The border rows and columns
+    (whose flat row neighbours wrap around) are dropped first. A minimum is compared negated (exact),
+    so one pass serves both kinds and every octave: the same comparisons as :func:`nms3d_minmax`'s
+    strict test, so the same extrema, at a fraction of its cost.
+    """
+    b, total = resp.shape
+    flat = xp.reshape(resp, (-1,))
+    dev = device(resp)
+    found, signs = [], []
+    for s, d, h, w, *_ in tables:
+        plane = h * w
+        n = (d - 2) * plane
+        volume = resp[:, s : s + d * plane]
+        centre = volume[:, plane : plane + n]  # the searched levels 1 .. d - 2
+        left, right = volume[:, plane - 1 : plane - 1 + n], volume[:, plane + 1 : plane + 1 + n]
+        for kind in ("max", "min") if minima else ("max",):
+            if kind == "max":
+                test = (centre > half) & (centre > left) & (centre > right)
+            else:
+                test = (centre < -half) & (centre < left) & (centre < right)
+            pos = xp.nonzero(xp.reshape(test, (-1,)))[0]
+            image = pos // n if b > 1 else xp.zeros_like(pos)
+            local = pos - image * n
+            row, col = (local // w) % h, local % w
+            inside = (row >= 1) & (row <= h - 2) & (col >= 1) & (col <= w - 2)
+            pos = (image * total + (s + plane) + local)[inside]
+            steps = xp.asarray([plane, w], dtype=pos.dtype, device=dev)
+            found.append(xp.concat([pos[:, None], xp.broadcast_to(steps, (pos.shape[0], 2))], axis=1))
+            signs.append(xp.full(pos.shape, 1.0 if kind == "max" else -1.0, dtype=resp.dtype, device=dev))
+    # Per candidate (position, plane, row length) and (sign, signed value).
+    meta = xp.concat(found, axis=0)
+    sign = xp.concat(signs)
+    signed = xp.stack([sign, sign * xp.take(flat, meta[:, 0])], axis=1)
+    for dl, dr, dc in _RING[:_ONE_BY_ONE]:
+        near = xp.take(flat, meta[:, 0] + dl * meta[:, 1] + dr * meta[:, 2] + dc)
+        keep = signed[:, 1] > signed[:, 0] * near
+        meta, signed = meta[keep], signed[keep]
+    rest = [xp.asarray([n[i] for n in _RING[_ONE_BY_ONE:]], dtype=meta.dtype, device=dev) for i in range(3)]
+    at = meta[:, :1] + rest[0] * meta[:, 1:2] + rest[1] * meta[:, 2:3] + rest[2]
+    near = xp.reshape(xp.take(flat, xp.reshape(at, (-1,))), at.shape)
+    keep = xp.all(signed[:, 1:] > signed[:, :1] * near, axis=1)
+    return _compact(xp.sort(meta[keep][:, 0]), b, total, flat, hooks, xp=xp)
+
+
+def _compact(pos: Array, b: int, total: int, flat: Array, hooks: Hooks, *, xp: Any) -> tuple[Array, ...]:
+    """The candidates at the sorted flat positions ``pos`` of ``flat`` (``B`` rows of ``total``) as
+    ``(where, score, filled)``, each ``(B, K)``: per row its candidates in position order (so a
+    stable selection breaks ties as on the full row), padded to the longest row (``K >= 1``)."""
+    dev = device(flat)
+    image = pos // total
+    rank = xp.arange(pos.shape[0], dtype=pos.dtype, device=dev) - xp.searchsorted(image, image, side="left")
+    k = max(int(xp.max(rank)) + 1 if pos.shape[0] else 1, 1)
+    slot = image * k + rank  # strictly increasing
+    where = xp.zeros((b * k,), dtype=pos.dtype, device=dev)
+    where = hooks.expand(pos - image * total, slot, where, xp=xp)
+    score = xp.zeros((b * k,), dtype=flat.dtype, device=dev)
+    score = hooks.expand(xp.abs(xp.take(flat, pos)), slot, score, xp=xp)
+    filled = xp.zeros((b * k,), dtype=xp.bool, device=dev)
+    filled = hooks.expand(xp.ones(pos.shape, dtype=xp.bool, device=dev), slot, filled, xp=xp)
+    return tuple(xp.reshape(a, (b, k)) for a in (where, score, filled))
 
 
 def _keypoints(
@@ -401,16 +512,21 @@ def _keypoints(
     Coordinates and sigma in input pixels; ``score`` is ``-inf`` where not valid. ``inside``: see
     :func:`_candidates`.
     """
-    found = _candidates(octaves, p, floor, inside, xp=xp)
+    found = _candidates(octaves, p, floor, hooks, inside, xp=xp)
     if found is None:
         return None
-    resp, is_min, score, candidate, cap, tables = found
+    resp, is_min, score, candidate, cap, tables, where = found
     total = resp.shape[1]
     dev = device(resp)
     index_dtype = c.index_dtype(xp=xp)
     r.check_index_range(_FUNC, total + 1, index_dtype, xp=xp)
     m = min(cap if p.budget == 0 else p.budget, cap, total)
-    index, kept = r.select_candidates(score, candidate, m, cap, hooks, xp=xp)
+    if where is None:
+        index, kept = r.select_candidates(score, candidate, m, cap, hooks, xp=xp)
+    else:  # the candidates come compacted (see _compact): select among them, then read their positions
+        k = score.shape[1]
+        index, kept = r.select_candidates(score, candidate, min(m, k), k, hooks, xp=xp)
+        index = xp.where(kept, xp.take_along_axis(where, index, axis=1), xp.zeros_like(index))
 
     # Each candidate's octave, then that octave's geometry and scale, gathered from small tables.
     starts = xp.asarray([t[0] for t in tables], dtype=index_dtype, device=dev)
@@ -426,8 +542,8 @@ def _keypoints(
 
     geometry = tuple(table(i, index_dtype) for i in range(4))
     h, w = table(7, index_dtype), table(8, index_dtype)  # the true octave size (a padded image's)
-    sign_min = xp.take_along_axis(is_min, index, axis=1)
     at_start = xp.take_along_axis(resp, index, axis=1)
+    sign_min = at_start < 0 if is_min is None else xp.take_along_axis(is_min, index, axis=1)
     sign = xp.where(sign_min, -xp.ones_like(at_start), 1.0)
     level, x, y, value, refined = r.refine(
         resp, index, sign, geometry, p.n_iters, p.step, hooks, xp=xp, bounds=(h, w)

@@ -290,7 +290,7 @@ def scale_pyramid_within(
             levels.append(_blur(levels[-1], sigma * math.sqrt(step * step - 1.0), hooks, xp=xp))
             sigma *= step
         to_input = (factor(width, true[1]), factor(height, true[0]))
-        octaves.append(Octave(xp.stack(levels, axis=2), sigma0, to_input))
+        octaves.append(Octave(tuple(levels), sigma0, to_input, xp))
         inside.append((true[0], true[1], real))
         if min(bucket[0] // 2, bucket[1] // 2) <= min_size:
             return octaves, inside

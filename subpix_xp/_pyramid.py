@@ -28,12 +28,19 @@ __all__ = ["Octave", "gaussian_kernel1d", "kernel_size", "scale_pyramid"]
 
 @dataclasses.dataclass(frozen=True)
 class Octave:
-    """One octave: ``levels`` ``(B, C, L, H_o, W_o)``, the blur ``sigma0`` of level 0 in octave pixels,
-    and the factors that map octave pixels to input pixels along x and y."""
+    """One octave: its ``images``, the ``L`` levels ``(B, C, H_o, W_o)`` (:attr:`levels` stacks them),
+    the blur ``sigma0`` of level 0 in octave pixels, and the factors that map octave pixels to input
+    pixels along x and y."""
 
-    levels: Array
+    images: tuple[Array, ...]
     sigma0: float
     to_input: tuple[float, float]
+    xp: Any = dataclasses.field(repr=False, compare=False, default=None)
+
+    @property
+    def levels(self) -> Array:
+        """The levels stacked, ``(B, C, L, H_o, W_o)`` (a new array: the detector reads :attr:`images`)."""
+        return self.xp.stack(self.images, axis=2)
 
 
 def kernel_size(sigma: float) -> int:
@@ -130,7 +137,7 @@ def scale_pyramid(
         h, w = x.shape[-2:]
         fx = (width - 1) / (w - 1) if w > 1 else 1.0
         fy = (height - 1) / (h - 1) if h > 1 else 1.0
-        octaves.append(Octave(xp.stack(levels, axis=2), sigma0, (fx, fy)))
+        octaves.append(Octave(tuple(levels), sigma0, (fx, fy), xp))
         seed = levels[count - extra_levels]  # the level blurred by 2 * sigma0 when extra_levels >= 1
         sh, sw = seed.shape[-2:]
         if min(sh // 2, sw // 2) <= min_size:

@@ -251,6 +251,30 @@ def test_static_shape_selection_equals_sparse(monkeypatch, scene):
         np.testing.assert_array_equal(dense[field], sparse[field], err_msg=field)
 
 
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"minima_are_also_good": False}, {"threshold": 1e-4}, {"threshold": 0.05, "n_levels": 2}]
+)
+def test_sparse_extremum_search_equals_dense(monkeypatch, kwargs):
+    """With a threshold, where shapes may depend on data, the extrema are searched sparsely at the
+    voxels passing the pre-test; the static path runs the dense nms3d_minmax. Same keypoints, on a
+    batch of real crops and a coarsely quantised one (plateaus, ties between neighbours)."""
+    camera = _camera()
+    crops = [camera[60:260, 120:360], camera[300:500, 200:440]]
+    crops.append(np.round(crops[0] * 12.0) / 12.0)
+    batch = np.stack(crops)[:, None]
+    sparse = _numpy_fields(detect_blobs(batch, 80, **kwargs))
+    static = dataclasses.replace(
+        hooks_for(load_backend("numpy").xp),
+        supports_dynamic_shapes=lambda x: False,
+        prefers_static_shapes=lambda x: True,
+    )
+    monkeypatch.setattr(detect_module, "hooks_for", lambda xp: static)
+    dense = _numpy_fields(detect_blobs(batch, 80, **kwargs))
+    assert sparse["valid"].sum(axis=1).min() > 10
+    for field in FIELDS:
+        np.testing.assert_array_equal(dense[field], sparse[field], err_msg=field)
+
+
 def test_batch_channels_and_minima_switch():
     a, b = _two_blobs(), _two_blobs()[:, ::-1].copy()
     batch = detect_blobs(np.stack([a, b])[:, None], 5)
