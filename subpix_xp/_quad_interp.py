@@ -708,6 +708,8 @@ def _top_per_image(input: Array, mask: Array, per_image: int, *, xp: Any) -> Arr
     """The mask of each image's ``per_image`` largest maxima (ties: the earlier voxel), static-shaped."""
     b, ch = input.shape[:2]
     volume = math.prod(input.shape[2:])
+    if b * ch == 0 or per_image >= volume:  # nothing to choose (Dask cannot reshape an empty batch)
+        return mask
     flat = (b * ch, volume)
     keep = top_k_mask(xp.reshape(input, flat), xp.reshape(mask, flat), per_image, xp=xp)
     return xp.reshape(keep, tuple(input.shape))
