@@ -11,6 +11,7 @@ import functools
 from typing import Any
 
 from . import GENERIC, _generic
+from ._helpers import axis_slice
 
 
 def pad(x: Any, widths: tuple[tuple[int, int], ...], value: float | bool, *, xp: Any) -> Any:
@@ -100,14 +101,14 @@ def _reflect_into(buffer: Any, axis: int, radius: int, n: int) -> None:
     and zero whatever lies past them (the round-up to whole chunks)."""
     import numpy as np
 
-    def part(start: int, stop: int | None) -> tuple[slice, ...]:
-        return (slice(None),) * axis + (slice(start, stop),)
+    def part(start: int, stop: int) -> tuple[slice, ...]:
+        return axis_slice(buffer.ndim, axis, start, stop)
 
     inner = buffer[part(radius, radius + n)]
     before, after = _border_indices(n, radius)
     buffer[part(0, radius)] = np.take(inner, before, axis=axis)
     buffer[part(radius + n, n + 2 * radius)] = np.take(inner, after, axis=axis)
-    buffer[part(n + 2 * radius, None)] = 0
+    buffer[part(n + 2 * radius, buffer.shape[axis])] = 0
 
 
 def separable_filter(x: Any, kernel: tuple[float, ...], *, xp: Any) -> Any:
