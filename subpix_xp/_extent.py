@@ -36,7 +36,7 @@ from typing import Any
 
 from . import _validation as v
 from ._common import device
-from ._pyramid import Octave, gaussian_kernel1d, kernel_size
+from ._pyramid import Octave, blur, kernel_size, octave_levels
 from .backends import Hooks, hooks_for
 
 Array = Any
@@ -184,8 +184,8 @@ def _check_extent(image: Array, extent: Array) -> Array:
 def crop_to_extent(gray: Array, extent: Array, *, xp: Any) -> Array:
     """``gray`` ``(B, 1, Hp, Wp)`` with every pixel outside ``extent`` replaced by the nearest edge pixel."""
     hp, wp = gray.shape[-2:]
-    rows = xp.minimum(xp.arange(hp, dtype=extent.dtype), extent[0] - 1)
-    cols = xp.minimum(xp.arange(wp, dtype=extent.dtype), extent[1] - 1)
+    rows = xp.minimum(xp.arange(hp, dtype=extent.dtype, device=device(extent)), extent[0] - 1)
+    cols = xp.minimum(xp.arange(wp, dtype=extent.dtype, device=device(extent)), extent[1] - 1)
     return xp.take(xp.take(gray, rows, axis=2), cols, axis=3)
 
 
@@ -203,7 +203,7 @@ def _resize_axis(x: Array, axis: int, n: Array, size: Array, out: int, *, xp: An
     of :func:`~subpix_xp._pyramid._resize_plan` in integer arithmetic); outputs past ``size`` are
     those outputs reflected about its edge, as a blur's reflect padding reads them.
     """
-    i = _reflect(xp.arange(out, dtype=n.dtype), size, xp=xp)
+    i = _reflect(xp.arange(out, dtype=n.dtype, device=device(n)), size, xp=xp)
     den = xp.maximum(size - 1, xp.ones_like(size))
     num = i * (n - 1)
     lower = xp.minimum(num // den, n - 1)
@@ -223,17 +223,6 @@ def _resize(
     """Resize the ``true`` part of ``x``'s last two axes to ``size``, laid into ``out``-shaped buckets."""
     x = _resize_axis(x, x.ndim - 1, true[1], size[1], out[1], xp=xp)
     return _resize_axis(x, x.ndim - 2, true[0], size[0], out[0], xp=xp)
-
-
-def _blur(x: Array, sigma: float, hooks: Hooks, *, xp: Any) -> Array:
-    """``_pyramid._blur``; the kernel is clamped to the array only on octaves the image lacks (:func:`fits`)."""
-    size = kernel_size(sigma)
-    smallest = min(x.shape[-2:])
-    if size > smallest:
-        size = smallest if smallest % 2 == 1 else smallest - 1
-    if size <= 1:
-        return x
-    return hooks.separable_filter(x, gaussian_kernel1d(sigma, size), xp=xp)
 
 
 def scale_pyramid_within(
@@ -270,11 +259,11 @@ def scale_pyramid_within(
         true, bucket = (2 * height, 2 * width), (2 * hp, 2 * wp)
     x = _resize(image, (height, width), true, (bucket[0] + margin, bucket[1] + margin), xp=xp)
     if init_sigma > camera_sigma:
-        x = _blur(x, max(math.sqrt(init_sigma**2 - camera_sigma**2), 0.01), hooks, xp=xp)
+        x = blur(x, max(math.sqrt(init_sigma**2 - camera_sigma**2), 0.01), hooks, xp=xp)
     sigma0 = max(init_sigma, camera_sigma)
     step = 2.0 ** (1.0 / n_levels)
     count = n_levels + extra_levels
-    real = xp.ones((), dtype=xp.bool)
+    real = xp.ones((), dtype=xp.bool, device=device(image))
     dtype = image.dtype
 
     def factor(n: Array, o: Array) -> Array:
@@ -284,11 +273,7 @@ def scale_pyramid_within(
 
     octaves, inside = [], []
     while True:
-        levels = [x]
-        sigma = sigma0
-        for _ in range(1, count):
-            levels.append(_blur(levels[-1], sigma * math.sqrt(step * step - 1.0), hooks, xp=xp))
-            sigma *= step
+        levels = octave_levels(x, sigma0, step, count, hooks, xp=xp)
         to_input = (factor(width, true[1]), factor(height, true[0]))
         octaves.append(Octave(tuple(levels), sigma0, to_input, xp))
         inside.append((true[0], true[1], real))

@@ -23,7 +23,7 @@ from .backends import Hooks
 
 Array = Any
 
-__all__ = ["Octave", "gaussian_kernel1d", "kernel_size", "scale_pyramid"]
+__all__ = ["Octave", "blur", "gaussian_kernel1d", "kernel_size", "octave_levels", "scale_pyramid"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +59,18 @@ def gaussian_kernel1d(sigma: float, size: int) -> tuple[float, ...]:
     return tuple(weights[min(i, size - 1 - i)] for i in range(size))
 
 
-def _blur(x: Array, sigma: float, hooks: Hooks, *, xp: Any) -> Array:
+def octave_levels(x: Array, sigma0: float, step: float, count: int, hooks: Hooks, *, xp: Any) -> list[Array]:
+    """The ``count`` levels of an octave from its level 0 ``x`` (blur ``sigma0``): level ``i`` is
+    level ``i - 1`` blurred incrementally to ``sigma0 * step ** i``."""
+    levels, sigma = [x], sigma0
+    for _ in range(1, count):
+        levels.append(blur(levels[-1], sigma * math.sqrt(step * step - 1.0), hooks, xp=xp))
+        sigma *= step
+    return levels
+
+
+def blur(x: Array, sigma: float, hooks: Hooks, *, xp: Any) -> Array:
+    """``x`` blurred over its last two axes by a Gaussian of ``sigma`` (kornia's kernel size), reflect-padded."""
     size = kernel_size(sigma)
     smallest = min(x.shape[-2:])
     if size > smallest:  # tiny level: clamp the kernel to the image, as kornia does
@@ -122,18 +133,14 @@ def scale_pyramid(
     if double_image:
         x = resize_bilinear(x, (2 * height, 2 * width), xp=xp)
     if init_sigma > camera_sigma:
-        x = _blur(x, max(math.sqrt(init_sigma**2 - camera_sigma**2), 0.01), hooks, xp=xp)
+        x = blur(x, max(math.sqrt(init_sigma**2 - camera_sigma**2), 0.01), hooks, xp=xp)
     sigma0 = max(init_sigma, camera_sigma)
     step = 2.0 ** (1.0 / n_levels)
     count = n_levels + extra_levels
 
     octaves = []
     while True:
-        levels = [x]
-        sigma = sigma0
-        for _ in range(1, count):
-            levels.append(_blur(levels[-1], sigma * math.sqrt(step * step - 1.0), hooks, xp=xp))
-            sigma *= step
+        levels = octave_levels(x, sigma0, step, count, hooks, xp=xp)
         h, w = x.shape[-2:]
         fx = (width - 1) / (w - 1) if w > 1 else 1.0
         fy = (height - 1) / (h - 1) if h > 1 else 1.0
