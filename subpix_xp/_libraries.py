@@ -49,7 +49,8 @@ class Library:
     ``to_numpy`` turns the library's array back (computing lazy arrays); ``sync`` waits until the
     array has been computed (for timing: CUDA and JAX run asynchronously) and returns it;
     ``compile``, where the library has a compiler (JAX), turns ``fn`` and example arguments into a
-    compiled function for arguments of the same shapes and dtypes.
+    compiled function for arguments of the same shapes and dtypes; ``compiles_per_shape``: each
+    new input shape compiles a new program (XLA), so padding inputs to a few shapes pays.
     """
 
     name: str
@@ -61,6 +62,7 @@ class Library:
     device: Any = None
     sync: Callable[[Any], Any] = _no_sync
     compile: Callable[..., Callable[..., Any]] | None = None
+    compiles_per_shape: bool = False
 
 
 def to_numpy(x: Any) -> np.ndarray:
@@ -162,6 +164,7 @@ def _jax() -> Library:
         device=jax.devices()[0],
         sync=sync,
         compile=compile_,
+        compiles_per_shape=True,
     )
 
 

@@ -157,9 +157,9 @@ class Runner:
 
     def bucket(self, shape: tuple[int, int], options: dict[str, Any]) -> tuple[int, int] | None:
         """The padded shape an image of ``shape`` is detected in, or ``None`` (its own shape)."""
-        # XLA compiles per shape; the extent is traced (a library that compiles for dynamic
-        # shapes, or has no compiler, gains nothing from padding).
-        if self.library.compile is None or self.library.name != "jax" or not self.buckets:
+        # The extent is traced, so a library that compiles per shape (XLA) compiles once per
+        # bucket; one that compiles for dynamic shapes, or has no compiler, gains nothing.
+        if not self.library.compiles_per_shape or not self.buckets:
             return None
         padded = bucket_shape(*shape)
         pyramid = {

@@ -624,7 +624,9 @@ def test_runner_compiles_once_per_size_bucket_on_jax(monkeypatch):
         compiled.append(tuple(tuple(a.shape) for a in args))
         return fn
 
-    library = dataclasses.replace(load_library("numpy"), name="jax", compile=compile_)
+    library = dataclasses.replace(
+        load_library("numpy"), name="jax", compile=compile_, compiles_per_shape=True
+    )
     monkeypatch.setattr(cli, "load_library", lambda name: library)
     runner = cli.Runner("jax")
     scene = render_scene(height=120, width=120, seed=3).image.astype(np.float32)[None, None] / 255
