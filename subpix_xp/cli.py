@@ -9,8 +9,9 @@ is 1 if anything was skipped.
 
 Outputs are checked before the first image is read (exit status 3 if one cannot be written). The
 keypoints of each image are written as soon as it finishes, to ``OUT.partial`` next to ``OUT``,
-which is renamed onto ``OUT`` when the batch completes; an ``OUT`` from an earlier run is removed
-when the batch starts, so an ``OUT`` that exists is always a complete run's. On Ctrl-C (exit status
+which is renamed onto ``OUT`` when the batch completes; an ``OUT`` from an earlier run is moved to
+``OUT.previous`` when the batch starts (and removed once this run's ``OUT`` is complete), so an
+``OUT`` that exists is always a complete run's and an interrupted run loses no earlier result. On Ctrl-C (exit status
 130) or a failed write (disk full: exit status 3) ``OUT.partial`` is kept with the rows of every
 finished image and a last line saying it is incomplete.
 
@@ -79,7 +80,7 @@ OUTPUT_HELP = """\
 output: without --out (or with --out -) the keypoints go to standard output as CSV (header once,
 one row per keypoint, a 'file' column), progress and messages to stderr. With --out OUT, rows are
 written as each image finishes to OUT.partial (JSON output: as JSON Lines) and OUT.partial is
-renamed onto OUT when the batch completes; an earlier OUT is removed when the batch starts."""
+renamed onto OUT when the batch completes; an earlier OUT waits as OUT.previous until then."""
 
 # Targets of the demo (issue 6): share of blobs found, median and 95th-percentile error in pixels.
 TARGET_FOUND, TARGET_MEDIAN, TARGET_P95 = 0.95, 0.05, 0.15
@@ -401,8 +402,8 @@ class KeypointWriter:
 
     To a file ``OUT``: records go to ``OUT.partial`` (in ``OUT``'s folder; JSON output as JSON
     Lines there), one unbuffered write per image, and :meth:`finish` renames it onto ``OUT`` (JSON:
-    writes the document to a scratch file, then renames that). An earlier ``OUT`` is removed by
-    :meth:`open`. :meth:`abandon` (Ctrl-C, a failed write) keeps ``OUT.partial`` with a last line
+    writes the document to a scratch file, then renames that). An earlier ``OUT`` is moved to
+    ``OUT.previous`` by :meth:`open` and removed by :meth:`finish`. :meth:`abandon` (Ctrl-C, a failed write) keeps ``OUT.partial`` with a last line
     saying it is incomplete. A failed write is cut back to the last complete image. To standard
     output (``"-"``), a device or a FIFO, records are written directly (JSON: at the end).
     """
@@ -412,9 +413,11 @@ class KeypointWriter:
         self.target = None if out == "-" else Path(out)
         # Standard output, a device or a FIFO is written directly: there is nothing to rename.
         self.direct = self.target is None or (self.target.exists() and not self.target.is_file())
-        self.partial = None
+        self.partial = self.previous = None
         if self.target is not None and not self.direct:
             self.partial = self.target.with_name(self.target.name + ".partial")
+            self.previous = self.target.with_name(self.target.name + ".previous")
+        self.kept_previous = False  # an earlier run's OUT was moved to OUT.previous
         self.images: list[dict[str, Any]] = []
         self.skipped: list[dict[str, str]] = []
         self.done = 0
@@ -444,8 +447,11 @@ class KeypointWriter:
             raise OutputError(f"{what}: cannot write {path} ({_reason(exc)})") from None
         try:
             self._write_header()
-            if self.partial is not None and self.target.exists():
-                self.target.unlink()  # an earlier run's output must not look like this run's
+            if self.previous is not None and self.target.exists():
+                # An earlier run's output must not look like this run's, nor be lost if this one
+                # does not complete: it waits as OUT.previous until this run's OUT replaces it.
+                os.replace(self.target, self.previous)
+                self.kept_previous = True
         except (OSError, OutputError) as exc:
             self._file.close()
             if self.partial is not None:
@@ -541,6 +547,7 @@ class KeypointWriter:
         self._file.close()
         if self.fmt != "json":
             os.replace(self.partial, self.target)
+            self._drop_previous()
             return
         fd, scratch = tempfile.mkstemp(dir=self.target.parent, prefix=f".{self.target.name}.", suffix=".tmp")
         try:
@@ -554,6 +561,12 @@ class KeypointWriter:
                 os.unlink(scratch)
             raise
         self.partial.unlink()
+        self._drop_previous()
+
+    def _drop_previous(self) -> None:
+        """This run's OUT is complete: an earlier run's, kept aside as OUT.previous, is superseded."""
+        if self.previous is not None:
+            self.previous.unlink(missing_ok=True)
 
     def abandon(self, reason: str, total: int) -> str:
         """Stop: keep what was written, marked incomplete; returns where the finished rows are."""
@@ -772,7 +785,8 @@ def _kept(writer: KeypointWriter, where: str) -> str:
     """Where the finished images' keypoints are, after :meth:`KeypointWriter.abandon`."""
     if writer.partial is None:
         return f"their keypoints were written to {where}"
-    return f"their keypoints are in {where}; {writer.out} was not written"
+    earlier = f" (the earlier one is kept as {writer.previous})" if writer.kept_previous else ""
+    return f"their keypoints are in {where}; {writer.out} was not written{earlier}"
 
 
 def _run_batch(

@@ -343,8 +343,11 @@ def test_sigint_half_way_keeps_every_finished_image(batch, tmp_path):
     assert process.returncode == 130, stderr
     line = _one_line(stderr)
     assert "interrupted after" in line and str(partial) in line and stdout == ""
-    # The earlier run's file is gone: nothing named kp.csv can be mistaken for this run's output.
+    # Nothing named kp.csv can be mistaken for this run's output, and the earlier run's file is
+    # not lost: it waits as kp.csv.previous.
     assert not out.exists()
+    assert (tmp_path / "kp.csv.previous").read_text().endswith("earlier_run.png,0,1,1,1,1,dark\n")
+    assert "kp.csv.previous" in line
     text = partial.read_text()
     trailer = text.splitlines()[-1]
     assert trailer.startswith("# incomplete: interrupted; keypoints of ") and trailer.endswith(
