@@ -17,18 +17,12 @@ from subpix_xp import Blobs, detect_blobs
 from subpix_xp._pyramid import gaussian_kernel1d, kernel_size, scale_pyramid
 from subpix_xp._scene import locking_statistics, match_blobs, render_scene
 from subpix_xp.backends import GENERIC, _generic, hooks_for
+from subpix_xp.cli import KORNIA_OPTIONS
 from subpix_xp.testing import to_numpy
 
 FIELDS = ("x", "y", "scale", "response", "bright", "valid")
-# The documented configuration that reproduces kornia's ScaleSpaceDetector.
-KORNIA = {
-    "threshold": None,
-    "edge_ratio": None,
-    "duplicate_radius": None,
-    "spatial_refit": False,
-    "keep_unrefined": True,
-    "max_candidates": 0,
-}
+# The documented configuration that reproduces kornia's ScaleSpaceDetector (the CLI's --kornia).
+KORNIA = KORNIA_OPTIONS
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -12,6 +12,7 @@ import pytest
 from subpix_xp import detect_blobs
 from subpix_xp._extent import bucket_shape, detect_blobs_within, fits, octave_sizes
 from subpix_xp._scene import render_scene
+from subpix_xp.cli import KORNIA_OPTIONS
 
 SCENE = render_scene(height=200, width=232, seed=4).image.astype(np.float32) / 255
 
@@ -49,17 +50,7 @@ def test_bucket_sides_are_four_per_doubling():
     [
         ((slice(37, 340), slice(50, 434)), {}),  # 303 x 384 in the 320 x 384 bucket
         ((slice(0, 290), slice(11, 381)), {"double_image": False}),
-        (
-            (slice(5, 305), slice(0, 333)),
-            {
-                "threshold": None,
-                "edge_ratio": None,
-                "duplicate_radius": None,
-                "spatial_refit": False,
-                "keep_unrefined": True,
-                "max_candidates": 0,
-            },
-        ),
+        ((slice(5, 305), slice(0, 333)), KORNIA_OPTIONS),
     ],
 )
 def test_padded_photograph_gives_the_unpadded_keypoints(crop, options):
