@@ -522,10 +522,10 @@ def _keypoints(
     r.check_index_range(_FUNC, total + 1, index_dtype, xp=xp)
     m = min(cap if p.budget == 0 else p.budget, cap, total)
     if where is None:
-        index, kept = r.select_candidates(score, candidate, m, cap, hooks, xp=xp)
+        index, kept = r.select_candidates(score, candidate, m, hooks, xp=xp)
     else:  # the candidates come compacted (see _compact): select among them, then read their positions
         k = score.shape[1]
-        index, kept = r.select_candidates(score, candidate, min(m, k), k, hooks, xp=xp)
+        index, kept = r.select_candidates(score, candidate, min(m, k), hooks, xp=xp)
         index = xp.where(kept, xp.take_along_axis(where, index, axis=1), xp.zeros_like(index))
 
     # Each candidate's octave, then that octave's geometry and scale, gathered from small tables.

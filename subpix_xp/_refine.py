@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._common import device, index_dtype
+from ._common import device
 from ._quad_interp import _NEIGHBOURS, _converged, _derivatives, _solve, _step
 from ._topk import top_k, top_k_sparse
 from .backends import Hooks
@@ -55,19 +55,16 @@ def check_index_range(func: str, count: int, dtype: Any, *, xp: Any) -> None:
 # Candidate selection
 
 
-def select_candidates(
-    score: Array, valid: Array, m: int, cap: int, hooks: Hooks, *, xp: Any
-) -> tuple[Array, Array]:
+def select_candidates(score: Array, valid: Array, m: int, hooks: Hooks, *, xp: Any) -> tuple[Array, Array]:
     """``(index, kept)``, ``(B, m)``: the ``m`` highest-scoring valid entries of each row of ``score`` ``(B, V)``.
 
     Strongest first; ties keep the earlier entry (a stable descending sort). Slots past a row's
-    last valid entry hold index 0 and ``kept`` False. ``cap`` bounds the valid count of every row
-    (the static path packs that many slots). Both paths give identical results, except that the
-    dynamic one drops trailing slots that no row fills.
+    last valid entry hold index 0 and ``kept`` False. Both paths give identical results, except
+    that the dynamic one drops trailing slots that no row fills.
     """
     if hooks.supports_dynamic_shapes(score):
         return _top_sparse(score, valid, m, hooks, xp=xp)
-    return _top_static(score, valid, m, cap, xp=xp)
+    return _top_static(score, valid, m, xp=xp)
 
 
 def _top_sparse(score: Array, valid: Array, k: int, hooks: Hooks, *, xp: Any) -> tuple[Array, Array]:
@@ -88,48 +85,16 @@ def _top_sparse(score: Array, valid: Array, k: int, hooks: Hooks, *, xp: Any) ->
     return xp.reshape(index, (b, k)), xp.reshape(kept, (b, k))
 
 
-def _top_static(score: Array, valid: Array, k: int, cap: int, *, xp: Any) -> tuple[Array, Array]:
+def _top_static(score: Array, valid: Array, k: int, *, xp: Any) -> tuple[Array, Array]:
     """:func:`select_candidates` with static shapes (``jax.jit``): no ``nonzero``.
 
-    The valid positions of each row, at most ``cap`` of them, are packed in order into ``cap``
-    slots (a running count, then ``searchsorted`` on the running counts of a group of rows laid
-    end to end), and only those slots are sorted. Rows are grouped so that the keys of a group
-    fit the integer dtype (no silent wrap on large batches); a sort of the whole row is the
-    fallback when packing saves nothing.
+    One :func:`top_k` of each whole row, the invalid entries at ``-inf``: with a native top-k
+    (JAX: ``lax.top_k``, a partial sort) this is cheaper to run and to compile than packing the
+    valid entries first (a running count, a ``searchsorted``, a gather) and sorting the packed ones.
     """
-    b, n = score.shape
-    if cap >= n:
-        order = top_k(xp.where(valid, score, xp.full_like(score, -math.inf)), k, xp=xp)
-        return order, xp.take_along_axis(valid, order, axis=1)
-    int_dtype = index_dtype(xp=xp)
-    check_index_range("detect_blobs", n + 1 + cap, int_dtype, xp=xp)
-    per_group = max(1, (index_limit(int_dtype, xp=xp) - cap) // (n + 1))
-    parts = [
-        _pack_sort(score[s : s + per_group, ...], valid[s : s + per_group, ...], k, cap, int_dtype, xp=xp)
-        for s in range(0, b, per_group)
-    ]
-    if len(parts) == 1:
-        return parts[0]
-    return xp.concat([p[0] for p in parts], axis=0), xp.concat([p[1] for p in parts], axis=0)
-
-
-def _pack_sort(
-    score: Array, valid: Array, k: int, cap: int, int_dtype: Any, *, xp: Any
-) -> tuple[Array, Array]:
-    b, n = score.shape
-    dev = device(score)
-    count = xp.astype(xp.cumulative_sum(xp.astype(valid, xp.int32), axis=1), int_dtype)
-    rows = xp.reshape(xp.arange(b, dtype=int_dtype, device=dev), (b, 1))
-    keys = xp.reshape(count + rows * (n + 1), (b * n,))  # non-decreasing; b * (n + 1) + cap fits the dtype
-    slot = xp.reshape(xp.arange(1, cap + 1, dtype=int_dtype, device=dev), (1, cap))
-    where = xp.searchsorted(keys, xp.reshape(rows * (n + 1) + slot, (b * cap,)), side="left")
-    position = xp.reshape(where, (b, cap)) - rows * n
-    filled = slot <= count[:, n - 1 :]
-    position = xp.where(filled, position, xp.zeros_like(position))
-    lowest = xp.full(filled.shape, -math.inf, dtype=score.dtype, device=dev)
-    packed = xp.where(filled, xp.take_along_axis(score, position, axis=1), lowest)
-    best = top_k(packed, k, xp=xp)
-    return xp.take_along_axis(position, best, axis=1), xp.take_along_axis(filled, best, axis=1)
+    order = top_k(xp.where(valid, score, xp.full_like(score, -math.inf)), k, xp=xp)
+    kept = xp.take_along_axis(valid, order, axis=1)
+    return xp.where(kept, order, xp.zeros_like(order)), kept
 
 
 # ---------------------------------------------------------------------------------------------

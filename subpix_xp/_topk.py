@@ -3,7 +3,7 @@
 One rule in three forms, for the three kinds of caller:
 
 * :func:`top_k`: dense and static-shaped, the indices of each row's ``k`` largest entries, largest
-  first (a stable descending sort);
+  first (a stable descending sort: the :attr:`Hooks.top_k` hook);
 * :func:`top_k_sparse`: over listed entries only (the output of ``nonzero``), where shapes may
   depend on data: which entries are kept, their row and their rank in it;
 * :func:`top_k_mask`: static-shaped and lazy-friendly, the mask of each row's ``k`` largest valid
@@ -32,8 +32,7 @@ def top_k(score: Array, k: int, *, xp: Any) -> Array:
     >>> top_k(xp.asarray([[1.0, 3.0, 2.0, 3.0]]), 3, xp=xp)
     array([[1, 3, 2]])
     """
-    order = xp.argsort(score, axis=-1, descending=True, stable=True)
-    return order[..., : min(k, score.shape[-1])]
+    return hooks_for(xp).top_k(score, k, xp=xp)
 
 
 def top_k_sparse(row: Array, value: Array, k: int, *, xp: Any) -> tuple[Array, Array, Array]:

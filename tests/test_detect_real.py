@@ -172,28 +172,19 @@ def test_jax_jit_agrees_on_a_photograph(camera_reference):
     _compare(got, ref, "jax.jit")
 
 
-def test_static_selection_equals_sparse_and_groups_rows():
+def test_static_selection_equals_sparse():
     rng = np.random.default_rng(2)
     score = rng.standard_normal((5, 40))
     score[:, 5] = score[:, 6]  # a tie: the earlier entry first
     valid = rng.random((5, 40)) < 0.4
     valid[3] = False
-    cap = int(valid.sum(axis=1).max())
-    sparse = select_candidates(score, valid, 6, cap, hooks_for(cnp), xp=cnp)
-    static = _top_static(score, valid, 6, cap, xp=cnp)
+    sparse = select_candidates(score, valid, 6, hooks_for(cnp), xp=cnp)
+    static = _top_static(score, valid, 6, xp=cnp)
     for a, b in zip(sparse, static):
         np.testing.assert_array_equal(a, b[:, : a.shape[1]])
-    # Grouping rows so the packed keys fit the integer dtype gives the same answer.
-    import subpix_xp._refine as refine_module
-
-    original = refine_module.index_limit
-    refine_module.index_limit = lambda dtype, *, xp: 2 * (40 + 1) + cap
-    try:
-        grouped = _top_static(score, valid, 6, cap, xp=cnp)
-    finally:
-        refine_module.index_limit = original
-    for a, b in zip(static, grouped):
-        np.testing.assert_array_equal(a, b)
+    # Slots no row fills: index 0, not kept.
+    assert not static[1][:, sparse[0].shape[1] :].any()
+    assert not static[0][:, sparse[0].shape[1] :].any()
 
 
 def test_too_large_for_the_index_dtype_is_a_clear_error(monkeypatch):

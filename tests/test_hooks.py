@@ -126,6 +126,19 @@ def _kth_cases(rng):
     yield (x, 6), {}
 
 
+def _top_k_cases(rng):
+    for dtype in ["float32", "float64", "int32", "uint8", "bool"]:
+        for shape, k in [((7,), 3), ((3, 40), 5), ((2, 3, 9), 9), ((2, 6), 10), ((2, 5), 0)]:
+            yield (_data(rng, shape, dtype), k), {}  # ties (integers), NaN (floating), k past the row
+    x = rng.standard_normal((4, 30))
+    x[:, ::3] = -np.inf  # the masked-out entries of a candidate selection
+    x[1, :5] = x[1, 5]  # ties at the k-th value
+    x[2, :8] = [0.0, -0.0, 0.0, -0.0, np.nan, -np.nan, np.inf, -0.0]  # signed zeros tie; NaN of either sign
+    x[3, :] = -0.0
+    yield (x, 12), {}
+    yield (x.astype("float32"), 30), {}
+
+
 def _halve_and_count(i, c):
     # Exact arithmetic (a halving, small integers), so an unrolled and a compiled loop agree bit for bit.
     return c * 0.5 + (i + 1)
@@ -148,6 +161,7 @@ CASES = {
     "softmax": _softmax_cases,
     "outer": _outer_cases,
     "fori_loop": _loop_cases,
+    "top_k": _top_k_cases,
 }
 # Hooks whose floating-point results may differ from the generic ones by summation order.
 ROUNDING = {

@@ -104,6 +104,7 @@ class Hooks:
     outer: Callable[..., Any]
     kth_largest: Callable[..., Any]
     fori_loop: Callable[..., Any]
+    top_k: Callable[..., Any]
     # Capabilities.
     can_inspect: Callable[[Any], bool]
     prefers_static_shapes: Callable[[Any], bool]
@@ -129,6 +130,7 @@ GENERIC = Hooks(
     outer=_generic.outer,
     kth_largest=_generic.kth_largest,
     fori_loop=_generic.fori_loop,
+    top_k=_generic.top_k,
 )
 
 CAPABILITIES = ("can_inspect", "prefers_static_shapes", "supports_dynamic_shapes", "block_elements")

@@ -168,6 +168,20 @@ def kth_largest(x: Array, k: int, *, xp: Namespace) -> Array:
     return xp.sort(x, axis=-1, descending=True)[..., k - 1 : k]
 
 
+def top_k(x: Array, k: int, *, xp: Namespace) -> Array:
+    """The indices of the ``k`` largest entries along the last axis, largest first; ``min(k, n)`` of them.
+
+    A stable descending sort: ties (``-0.0`` and ``0.0`` included) keep the earlier entry first;
+    NaN counts as the largest value.
+
+    >>> import numpy as np
+    >>> top_k(np.asarray([[1.0, 3.0, 2.0, 3.0]]), 3, xp=np)
+    array([[1, 3, 2]])
+    """
+    order = xp.argsort(x, axis=-1, descending=True, stable=True)
+    return order[..., : min(k, x.shape[-1])]
+
+
 def softmax(x: Array, axis: int, *, xp: Namespace, normalize: bool = True, flush: float = 0.0) -> Array:
     """Softmax of the real floating ``x`` along ``axis``: ``exp(x - max) / sum``, so the denominator is at least 1.
 
