@@ -528,17 +528,16 @@ def _keypoints(
         index, kept = r.select_candidates(score, candidate, min(m, k), hooks, xp=xp)
         index = xp.where(kept, xp.take_along_axis(where, index, axis=1), xp.zeros_like(index))
 
-    # Each candidate's octave, then that octave's geometry and scale, gathered from small tables.
-    starts = xp.asarray([t[0] for t in tables], dtype=index_dtype, device=dev)
-    octave = xp.astype(xp.searchsorted(starts, xp.reshape(index, (-1,)), side="right") - 1, index_dtype)
+    # Each candidate's octave geometry and scale: its octave's entry of a small table, chosen by
+    # comparing its position with the octaves' starts (a few selects, no search, no gather).
+    later = [index >= t[0] for t in tables[1:]]
 
     def table(column: int, dtype: Any) -> Array:
-        column_values = [t[column] for t in tables]
-        if all(isinstance(a, int | float) for a in column_values):
-            values = xp.asarray(column_values, dtype=dtype, device=dev)
-        else:  # 0-d arrays (detect_blobs_within)
-            values = xp.stack([xp.astype(xp.asarray(a, device=dev), dtype) for a in column_values])
-        return xp.reshape(xp.take(values, octave), index.shape)
+        values = [xp.astype(xp.asarray(t[column], device=dev), dtype) for t in tables]  # 0-d arrays
+        out = xp.broadcast_to(values[0], index.shape)
+        for beyond, value in zip(later, values[1:], strict=True):
+            out = xp.where(beyond, value, out)
+        return out
 
     geometry = tuple(table(i, index_dtype) for i in range(4))
     h, w = table(7, index_dtype), table(8, index_dtype)  # the true octave size (a padded image's)

@@ -142,16 +142,22 @@ def refine(
         )
     m = index.shape[1]
     size = (d, h, w) if bounds is None else (d, *bounds)
-    offsets = [(dd * h + dh) * w + dw for dd, dh, dw in _NEIGHBOURS]
+    offsets = _offsets(_NEIGHBOURS, h, w, xp=xp)
     slot = {n: i for i, n in enumerate(_NEIGHBOURS)}
 
     def body(_: Any, carry: tuple[Any, ...]) -> tuple[Any, ...]:
-        # One iteration from ``position``. The carry also keeps the position the iteration started
-        # from: after the last one, that is where the result is read (its move is not taken).
-        position, ok_all = carry[0], carry[1]
-        cd, ch, cw = (xp.clip(p, 1, n - 2) for p, n in zip(position, size))
+        # The previous pass's fit moves the keypoint (none on the first pass: zero shifts), then
+        # the fit at the new position is carried to the next pass. The move reads the fit from the
+        # carry, computed once; compilers would otherwise copy its cheap arithmetic into each of the
+        # move's results (the three coordinates, ``ok``, ``moved``). The carry also keeps the
+        # previous position and fit: after the last pass, the result is read there (the last
+        # fit's move is not taken).
+        position, ok, fit, solved = carry[:4]
+        sx, sy, ss, _ = fit
+        new_position, ok, moved = _step(position, (ss, sy, sx), ok & solved, size, threshold, True, xp=xp)
+        cd, ch, cw = (xp.clip(p, 1, n - 2) for p, n in zip(new_position, size))
         centre = base + (cd * h + ch) * w + cw
-        gather = xp.concat([centre + o for o in offsets], axis=1)
+        gather = xp.reshape(centre[:, None, :] + offsets, (-1, len(_NEIGHBOURS) * m))
         patch = sign[:, None, :] * xp.reshape(
             xp.take_along_axis(resp, gather, axis=1), (-1, len(_NEIGHBOURS), m)
         )
@@ -159,20 +165,16 @@ def refine(
         def at(dd: int, dh: int, dw: int) -> Array:
             return patch[:, slot[(dd, dh, dw)], :]
 
-        sx, sy, ss, gds, solved = _solve(_derivatives(at), xp=xp)
-        new_position, ok, moved = _step(position, (ss, sy, sx), ok_all & solved, size, threshold, True, xp=xp)
-        return new_position, ok, position, (sx, sy, ss, gds), moved
+        *new_fit, new_solved = _solve(_derivatives(at), xp=xp)
+        return new_position, ok, tuple(new_fit), new_solved, position, fit, moved
 
+    # The first pass's move is none (zero shifts); it checks that the start is inside, as every
+    # strict extremum is. ``n_iters`` moves follow, the last one not taken.
     zero = xp.zeros(index.shape, dtype=dtype, device=device(resp))
-    no = xp.zeros(index.shape, dtype=xp.bool, device=device(resp))
-    carry = (
-        start,
-        xp.ones(index.shape, dtype=xp.bool, device=device(resp)),
-        start,
-        (zero, zero, zero, zero),
-        no,
-    )
-    _, ok, position, (sx, sy, ss, gds), moved = hooks.fori_loop(n_iters, body, carry, xp=xp)
+    yes = xp.ones(index.shape, dtype=xp.bool, device=device(resp))
+    fit = (zero, zero, zero, zero)
+    carry = (start, yes, fit, yes, start, fit, ~yes)
+    _, ok, _, _, position, (sx, sy, ss, gds), moved = hooks.fori_loop(n_iters + 1, body, carry, xp=xp)
     refined = _converged((ss, sy, sx), ok, moved)
     final = base + (position[0] * h + position[1]) * w + position[2]
     value = sign * xp.take_along_axis(resp, final, axis=1) + 0.5 * gds
@@ -186,6 +188,18 @@ def refine(
         xp.where(refined, value, start_value),
         refined,
     )
+
+
+def _offsets(steps: Any, h: Array, w: Array, *, xp: Any) -> Array:
+    """The flat offsets ``(dd * h + dh) * w + dw`` of the ``(dd, dh, dw)`` ``steps`` in volumes of
+    ``h x w`` planes (``(B, M)``, per candidate), as one ``(B, len(steps), M)`` array (one broadcast
+    expression: a compiler makes one kernel of it, not one per step)."""
+    dev = device(h)
+    dd, dh, dw = (
+        xp.reshape(xp.asarray([step[i] for step in steps], dtype=h.dtype, device=dev), (-1, 1))
+        for i in range(3)
+    )
+    return (dd * h[:, None, :] + dh) * w[:, None, :] + dw
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,11 +232,10 @@ def local_fit2d(
     col = xp.clip(xp.round(x), 1.0, xp.astype(bw - 2, dtype))
     centre = base + (xp.astype(l0, h.dtype) * h + xp.astype(row, h.dtype)) * w + xp.astype(col, h.dtype)
     # One gather of the 3x3 neighbourhood on both levels (one consumer keeps XLA's fusion small).
-    offsets = [dl * (h * w) + dy * w + dx for dl in (0, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    steps = [(dl, dy, dx) for dl in (0, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
     m = level.shape[1]
-    patch = xp.reshape(
-        xp.take_along_axis(resp, xp.concat([centre + o for o in offsets], axis=1), axis=1), (-1, 2, 9, m)
-    )
+    at = xp.reshape(centre[:, None, :] + _offsets(steps, h, w, xp=xp), (-1, len(steps) * m))
+    patch = xp.reshape(xp.take_along_axis(resp, at, axis=1), (-1, 2, 9, m))
     patch = patch[:, 0, ...] + t[:, None, :] * (patch[:, 1, ...] - patch[:, 0, ...])
 
     def at(dy: int, dx: int) -> Array:
