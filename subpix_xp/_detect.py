@@ -253,7 +253,7 @@ def detect_blobs(
     fields = _keypoints(octaves, params, floor, hooks, inside, xp=xp)
     if fields is None:
         return _squeeze(_empty(b, k, dtype, image, xp=xp), single)
-    fields[-1] = fields[-1] & usable
+    fields[0] = xp.where(usable, fields[0], xp.full_like(fields[0], -math.inf))
     same_scale = _SAME_SCALE_LEVELS * math.log(2.0) / params.n_levels
     blobs = _select(fields, k, duplicate_radius, same_scale, xp=xp)
     return _squeeze(blobs._replace(response=blobs.response / unit), single)
@@ -507,10 +507,12 @@ def _compact(pos: Array, b: int, total: int, flat: Array, hooks: Hooks, *, xp: A
 def _keypoints(
     octaves: list[Any], p: _Params, floor: Array | None, hooks: Hooks, inside: list[Any] | None, *, xp: Any
 ) -> list[Array] | None:
-    """The refined candidates of every octave: ``[score, x, y, log_sigma, bright, valid]``, each ``(B, M)``.
+    """The refined candidates of every octave: ``[score, x, y, log_sigma, bright]``, each ``(B, M)``.
 
-    Coordinates and sigma in input pixels; ``score`` is ``-inf`` where not valid. ``inside``: see
-    :func:`_candidates`.
+    Coordinates and sigma in input pixels; ``score`` is finite where the candidate is valid and
+    ``-inf`` elsewhere (so it alone carries the validity: one array, which a compiler computes once
+    for every consumer, rather than a mask re-derived in each); ``bright`` holds where valid.
+    ``inside``: see :func:`_candidates`.
     """
     found = _candidates(octaves, p, floor, hooks, inside, xp=xp)
     if found is None:
@@ -579,28 +581,29 @@ def _keypoints(
         x * fx,
         y * fy,
         log_sigma + log_area,
-        bright & valid,
-        valid,
+        bright,
     ]
 
 
 def _select(fields: list[Array], k: int, radius: float | None, scale_step: float, *, xp: Any) -> Blobs:
     """The ``k`` best of the concatenated per-octave candidates, one per blob, padded to ``k`` slots.
 
-    Candidates are ordered by score (ties: octave, then the octave's own order); with ``radius``
-    the duplicates among the ``2 k`` strongest are dropped (:func:`duplicates`).
+    ``fields`` as :func:`_keypoints` returns them (a candidate is valid where its score is above
+    ``-inf``). Candidates are ordered by score (ties: octave, then the octave's own order); with
+    ``radius`` the duplicates among the ``2 k`` strongest are dropped (:func:`duplicates`).
     """
-    score = xp.where(fields[5], fields[0], xp.full_like(fields[0], -math.inf))
+    score = fields[0]
     b = score.shape[0]
     if radius is not None:
         order = top_k(score, 2 * k, xp=xp)
         fields = [xp.take_along_axis(a, order, axis=1) for a in fields]
-        score, x, y, log_sigma, bright, kept = fields
-        kept = kept & ~r.duplicates(x, y, log_sigma, kept, radius, scale_step * (1.0 + 1e-6), xp=xp)
-        fields[5] = kept
-        score = xp.where(kept, score, xp.full_like(score, -math.inf))
+        score, x, y, log_sigma, _ = fields
+        repeat = r.duplicates(x, y, log_sigma, score > -math.inf, radius, scale_step * (1.0 + 1e-6), xp=xp)
+        score = xp.where(repeat, xp.full_like(score, -math.inf), score)
+        fields[0] = score
     order = top_k(score, k, xp=xp)
-    score, x, y, log_sigma, bright, kept = (xp.take_along_axis(a, order, axis=1) for a in fields)
+    score, x, y, log_sigma, bright = (xp.take_along_axis(a, order, axis=1) for a in fields)
+    kept = score > -math.inf
     if order.shape[1] < k:
         pad = k - order.shape[1]
         dev = device(score)
@@ -616,7 +619,7 @@ def _select(fields: list[Array], k: int, radius: float | None, scale_step: float
         x=xp.where(kept, x, nan),
         y=xp.where(kept, y, nan),
         scale=xp.where(kept, xp.exp(log_sigma), nan),
-        response=xp.where(kept, score, xp.full_like(score, -math.inf)),
+        response=score,
         bright=bright & kept,
         valid=kept,
     )
