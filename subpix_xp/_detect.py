@@ -42,7 +42,7 @@ from . import _validation as v
 from ._common import device
 from ._nms import nms3d_minmax
 from ._pyramid import scale_pyramid
-from ._topk import top_k
+from ._topk import top_k_values
 from .backends import Hooks, hooks_for
 
 Array = Any
@@ -595,14 +595,14 @@ def _select(fields: list[Array], k: int, radius: float | None, scale_step: float
     score = fields[0]
     b = score.shape[0]
     if radius is not None:
-        order = top_k(score, 2 * k, xp=xp)
-        fields = [xp.take_along_axis(a, order, axis=1) for a in fields]
-        score, x, y, log_sigma, _ = fields
+        score, order = top_k_values(score, 2 * k, xp=xp)
+        fields = [score, *(xp.take_along_axis(a, order, axis=1) for a in fields[1:])]
+        _, x, y, log_sigma, _ = fields
         repeat = r.duplicates(x, y, log_sigma, score > -math.inf, radius, scale_step * (1.0 + 1e-6), xp=xp)
         score = xp.where(repeat, xp.full_like(score, -math.inf), score)
         fields[0] = score
-    order = top_k(score, k, xp=xp)
-    score, x, y, log_sigma, bright = (xp.take_along_axis(a, order, axis=1) for a in fields)
+    score, order = top_k_values(score, k, xp=xp)
+    x, y, log_sigma, bright = (xp.take_along_axis(a, order, axis=1) for a in fields[1:])
     kept = score > -math.inf
     if order.shape[1] < k:
         pad = k - order.shape[1]

@@ -20,7 +20,7 @@ from .backends import hooks_for
 
 Array = Any
 
-__all__ = ["top_k", "top_k_mask", "top_k_sparse"]
+__all__ = ["top_k", "top_k_mask", "top_k_sparse", "top_k_values"]
 
 
 def top_k(score: Array, k: int, *, xp: Any) -> Array:
@@ -31,6 +31,16 @@ def top_k(score: Array, k: int, *, xp: Any) -> Array:
     >>> import array_api_compat.numpy as xp
     >>> top_k(xp.asarray([[1.0, 3.0, 2.0, 3.0]]), 3, xp=xp)
     array([[1, 3, 2]])
+    """
+    return hooks_for(xp).top_k(score, k, xp=xp)[1]
+
+
+def top_k_values(score: Array, k: int, *, xp: Any) -> tuple[Array, Array]:
+    """``(values, indices)``: :func:`top_k` and the entries there (a zero may come back as ``+0.0``).
+
+    >>> import array_api_compat.numpy as xp
+    >>> top_k_values(xp.asarray([[1.0, 3.0, 2.0, 3.0]]), 2, xp=xp)
+    (array([[3., 3.]]), array([[1, 3]]))
     """
     return hooks_for(xp).top_k(score, k, xp=xp)
 

@@ -193,15 +193,18 @@ def test_native_hook_matches_generic(hook, xp_backend):
         converted = [_convert(xp_backend, a) for a in args]
         expected = getattr(GENERIC, hook)(*converted, xp=xp_backend.xp, **kwargs)
         got = getattr(native, hook)(*converted, xp=xp_backend.xp, **kwargs)
-        e, g = to_numpy(expected), to_numpy(got)
         given = next(a.dtype for a in args if isinstance(a, np.ndarray))  # fori_loop: the carry
-        assert g.dtype == e.dtype and g.shape == e.shape, (hook, given, g.dtype, g.shape, e.shape)
         message = f"{hook} on {xp_backend.name}, dtype {given}"
-        if hook in ROUNDING and str(e.dtype) in ROUNDING[hook]:
-            tol = ROUNDING[hook][str(e.dtype)]
-            np.testing.assert_allclose(g, e, rtol=tol, atol=tol, err_msg=message)
-        else:
-            np.testing.assert_array_equal(g, e, err_msg=message)
+        several = isinstance(expected, tuple)  # top_k: (values, indices)
+        assert several == isinstance(got, tuple), message
+        for e, g in zip(*((expected, got) if several else ((expected,), (got,))), strict=True):
+            e, g = to_numpy(e), to_numpy(g)
+            assert g.dtype == e.dtype and g.shape == e.shape, (hook, given, g.dtype, g.shape, e.shape)
+            if hook in ROUNDING and str(e.dtype) in ROUNDING[hook]:
+                tol = ROUNDING[hook][str(e.dtype)]
+                np.testing.assert_allclose(g, e, rtol=tol, atol=tol, err_msg=message)
+            else:
+                np.testing.assert_array_equal(g, e, err_msg=message)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -168,18 +168,19 @@ def kth_largest(x: Array, k: int, *, xp: Namespace) -> Array:
     return xp.sort(x, axis=-1, descending=True)[..., k - 1 : k]
 
 
-def top_k(x: Array, k: int, *, xp: Namespace) -> Array:
-    """The indices of the ``k`` largest entries along the last axis, largest first; ``min(k, n)`` of them.
+def top_k(x: Array, k: int, *, xp: Namespace) -> tuple[Array, Array]:
+    """``(values, indices)`` of the ``k`` largest entries along the last axis, largest first; ``min(k, n)`` of them.
 
     A stable descending sort: ties (``-0.0`` and ``0.0`` included) keep the earlier entry first;
-    NaN counts as the largest value.
+    NaN counts as the largest value. ``values`` are the entries at ``indices`` (a backend may
+    return a zero as ``+0.0`` and any NaN as NaN).
 
-    >>> import numpy as np
-    >>> top_k(np.asarray([[1.0, 3.0, 2.0, 3.0]]), 3, xp=np)
-    array([[1, 3, 2]])
+    >>> import array_api_compat.numpy as xp
+    >>> top_k(xp.asarray([[1.0, 3.0, 2.0, 3.0]]), 3, xp=xp)
+    (array([[3., 3., 2.]]), array([[1, 3, 2]]))
     """
-    order = xp.argsort(x, axis=-1, descending=True, stable=True)
-    return order[..., : min(k, x.shape[-1])]
+    order = xp.argsort(x, axis=-1, descending=True, stable=True)[..., : min(k, x.shape[-1])]
+    return xp.take_along_axis(x, order, axis=-1), order
 
 
 def softmax(x: Array, axis: int, *, xp: Namespace, normalize: bool = True, flush: float = 0.0) -> Array:

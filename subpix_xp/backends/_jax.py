@@ -230,8 +230,9 @@ def fori_loop(n: int, body: Any, carry: Any, *, xp: Any) -> Any:
 def top_k(x: Any, k: int, *, xp: Any) -> Any:
     """``lax.top_k`` (a partial sort: XLA's CPU runtime selects ``k`` of a row of millions in
     milliseconds where a full sort takes hundreds), with the generic hook's order: ``-0.0`` and NaN
-    are made ``0.0`` and one NaN first, so ties and NaN fall as in a stable descending sort.
-    Non-numeric (bool) arrays take the generic hook."""
+    are made ``0.0`` and one NaN first, so ties and NaN fall as in a stable descending sort (and
+    a zero value comes back as ``+0.0``). Its values come with the indices: no gather, which under
+    ``jax.jit`` would re-compute ``x`` once more. Non-numeric (bool) arrays take the generic hook."""
     import jax
     import jax.numpy as jnp
     from jax import lax
@@ -246,8 +247,8 @@ def top_k(x: Any, k: int, *, xp: Any) -> Any:
         return _generic.top_k(x, k, xp=xp)
     if jnp.issubdtype(x.dtype, jnp.floating):
         x = jnp.where(x == 0, jnp.zeros_like(x), jnp.where(jnp.isnan(x), jnp.full_like(x, jnp.nan), x))
-    index = lax.top_k(x, k)[1]
-    return index.astype(jax.dtypes.canonicalize_dtype(jnp.int64))
+    values, index = lax.top_k(x, k)
+    return values, index.astype(jax.dtypes.canonicalize_dtype(jnp.int64))
 
 
 # Planes of at least this many pixels take the taps (see ``separable_filter``).
