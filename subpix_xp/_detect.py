@@ -15,7 +15,7 @@ operations:
    half of it are dropped (SIFT's pre-test), and where shapes may depend on data the same
    extrema are searched sparsely, at the voxels that pass the pre-test (:func:`_sparse_extrema`);
 4. the ``max_candidates`` strongest extrema of each image over all octaves (a fixed budget, the
-   same on every path: ``nonzero`` where shapes may depend on data, a packed static selection
+   same on every path: ``nonzero`` where shapes may depend on data, a top-k of the whole row
    under ``jax.jit``), refined by :func:`~subpix_xp._refine.refine` (the rule of
    :func:`iterative_quad_interp3d`, read with gathers); extrema whose refinement fails are dropped
    unless ``keep_unrefined``;

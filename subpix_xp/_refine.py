@@ -6,7 +6,7 @@ Every step here works on per-image arrays of a shape fixed by the input's and by
 ``jax.jit`` and on accelerators, with the same arithmetic everywhere:
 
 - :func:`select_candidates`: the ``M`` strongest entries of each row (ties: the earlier voxel),
-  found with ``nonzero`` where shapes may depend on data, else packed with a running count;
+  found with ``nonzero`` where shapes may depend on data, else one top-k of the whole row;
 - :func:`refine`: the quadratic sub-voxel rule of :mod:`subpix_xp._quad_interp` (the same
   derivatives, scaled solve, steps and convergence test) iterated at the candidates only;
 - :func:`local_fit2d`: the 2-D spatial derivatives of the response at a refined scale, for the
