@@ -440,48 +440,44 @@ def _sparse_extrema(
     """The candidates of :func:`_candidates` with a floor, found mostly sparsely, compacted (:func:`_compact`).
 
     On the searched levels of each octave, seen flat, the voxels that beat ``half`` ``(B, 1)`` in a
-    kind's sign and their two neighbours along a row (contiguous slices: a few dense passes leave
-    about 1% of the volume) are compared with their 24 other neighbours: the nearest one at a time,
-    each comparison keeping the survivors only, then the rest at once. The border rows and columns
-    (whose flat row neighbours wrap around) are dropped first. A minimum is compared negated (exact),
-    so one pass serves both kinds and every octave: the same comparisons as :func:`nms3d_minmax`'s
-    strict test, so the same extrema, at a fraction of its cost.
+    kind's sign and their two neighbours along a row (:attr:`Hooks.strict_extrema`, a few dense
+    passes that leave about 1% of the volume) are compared with their 24 other neighbours: the
+    nearest one at a time, each comparison keeping the survivors only, then the rest at once. The
+    border rows and columns (whose flat row neighbours wrap around) are dropped first. A minimum is
+    compared negated (exact), so one pass serves both kinds and every octave: the same comparisons
+    as :func:`nms3d_minmax`'s strict test, so the same extrema, at a fraction of its cost.
     """
     b, total = resp.shape
     flat = xp.reshape(resp, (-1,))
     dev = device(resp)
-    found, signs = [], []
+    found = []
     for s, d, h, w, *_ in tables:
         plane = h * w
         n = (d - 2) * plane
-        volume = resp[:, s : s + d * plane]
-        centre = volume[:, plane : plane + n]  # the searched levels 1 .. d - 2
-        left, right = volume[:, plane - 1 : plane - 1 + n], volume[:, plane + 1 : plane + 1 + n]
-        for kind in ("max", "min") if minima else ("max",):
-            if kind == "max":
-                test = (centre > half) & (centre > left) & (centre > right)
-            else:
-                test = (centre < -half) & (centre < left) & (centre < right)
-            pos = xp.nonzero(xp.reshape(test, (-1,)))[0]
-            image = pos // n if b > 1 else xp.zeros_like(pos)
-            local = pos - image * n
-            row, col = (local // w) % h, local % w
-            inside = (row >= 1) & (row <= h - 2) & (col >= 1) & (col <= w - 2)
-            pos = (image * total + (s + plane) + local)[inside]
-            steps = xp.asarray([plane, w], dtype=pos.dtype, device=dev)
-            found.append(xp.concat([pos[:, None], xp.broadcast_to(steps, (pos.shape[0], 2))], axis=1))
-            signs.append(xp.full(pos.shape, 1.0 if kind == "max" else -1.0, dtype=resp.dtype, device=dev))
-    # Per candidate (position, plane, row length) and (sign, signed value).
+        # The searched levels 1 .. d - 2 with one voxel more on each side, flat per image.
+        pos = hooks.strict_extrema(resp[:, s + plane - 1 : s + plane + n + 1], half, xp=xp)
+        image = pos // (n + 2) if b > 1 else xp.zeros_like(pos)
+        local = pos - image * (n + 2) - 1
+        row, col = (local // w) % h, local % w
+        inside = (row >= 1) & (row <= h - 2) & (col >= 1) & (col <= w - 2)
+        pos = (image * total + (s + plane) + local)[inside]
+        steps = xp.asarray([plane, w], dtype=pos.dtype, device=dev)
+        found.append(xp.concat([pos[:, None], xp.broadcast_to(steps, (pos.shape[0], 2))], axis=1))
+    # Per candidate (position, plane, row length) and (sign, signed value): a maximum is above
+    # ``half >= 0``, a minimum below ``-half``, so the sign of its value tells its kind.
     meta = xp.concat(found, axis=0)
-    sign = xp.concat(signs)
-    signed = xp.stack([sign, sign * xp.take(flat, meta[:, 0])], axis=1)
+    value = hooks.take(flat, meta[:, 0], 0, xp=xp)
+    if not minima:
+        meta, value = meta[value > 0], value[value > 0]
+    sign = xp.where(value > 0, xp.ones_like(value), -xp.ones_like(value))
+    signed = xp.stack([sign, sign * value], axis=1)
     for dl, dr, dc in _RING[:_ONE_BY_ONE]:
-        near = xp.take(flat, meta[:, 0] + dl * meta[:, 1] + dr * meta[:, 2] + dc)
-        keep = signed[:, 1] > signed[:, 0] * near
-        meta, signed = meta[keep], signed[keep]
+        near = hooks.take(flat, meta[:, 0] + dl * meta[:, 1] + dr * meta[:, 2] + dc, 0, xp=xp)
+        keep = xp.nonzero(signed[:, 1] > signed[:, 0] * near)[0]  # one search for both arrays
+        meta, signed = hooks.take(meta, keep, 0, xp=xp), hooks.take(signed, keep, 0, xp=xp)
     rest = [xp.asarray([n[i] for n in _RING[_ONE_BY_ONE:]], dtype=meta.dtype, device=dev) for i in range(3)]
     at = meta[:, :1] + rest[0] * meta[:, 1:2] + rest[1] * meta[:, 2:3] + rest[2]
-    near = xp.reshape(xp.take(flat, xp.reshape(at, (-1,))), at.shape)
+    near = xp.reshape(hooks.take(flat, xp.reshape(at, (-1,)), 0, xp=xp), at.shape)
     keep = xp.all(signed[:, 1:] > signed[:, :1] * near, axis=1)
     return _compact(xp.sort(meta[keep][:, 0]), b, total, flat, hooks, xp=xp)
 
@@ -498,7 +494,7 @@ def _compact(pos: Array, b: int, total: int, flat: Array, hooks: Hooks, *, xp: A
     where = xp.zeros((b * k,), dtype=pos.dtype, device=dev)
     where = hooks.expand(pos - image * total, slot, where, xp=xp)
     score = xp.zeros((b * k,), dtype=flat.dtype, device=dev)
-    score = hooks.expand(xp.abs(xp.take(flat, pos)), slot, score, xp=xp)
+    score = hooks.expand(xp.abs(hooks.take(flat, pos, 0, xp=xp)), slot, score, xp=xp)
     filled = xp.zeros((b * k,), dtype=xp.bool, device=dev)
     filled = hooks.expand(xp.ones(pos.shape, dtype=xp.bool, device=dev), slot, filled, xp=xp)
     return tuple(xp.reshape(a, (b, k)) for a in (where, score, filled))

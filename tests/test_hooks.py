@@ -138,7 +138,43 @@ def _loop_cases(rng):
             yield (n, _halve_and_count, x), {}
 
 
+def _take_cases(rng):
+    for dtype in DTYPES:
+        for shape, axis, size in [
+            ((7,), 0, 12),
+            ((3, 8), -1, 5),
+            ((3, 8), 0, 4),
+            ((2, 3, 5, 6), 3, 11),
+            ((2, 3, 5, 6), 2, 9),
+        ]:
+            index = rng.integers(0, shape[axis], size).astype(np.int64)
+            yield (_data(rng, shape, dtype), index, axis), {}
+        x = _data(rng, (4, 9, 6), dtype)
+        yield (x[:, ::2, ::-1], np.array([5, 0, 0, 3], dtype=np.int64), -1), {}  # a strided view
+        yield (x, np.zeros((0,), dtype=np.int64), 1), {}  # nothing taken
+        yield (x, np.sort(rng.integers(0, 6, 13)).astype(np.int64), 2), {}  # the resize's sorted repeats
+
+
+def _extrema_cases(rng):
+    for dtype in ["float32", "float64"]:
+        for shape in [(1, 40), (3, 257), (2, 3, 17), (1, 2), (1, 3), (2, 0)]:
+            x = _data(rng, shape, dtype) if shape[-1] else np.zeros(shape, dtype)
+            floor = np.abs(rng.standard_normal((*shape[:-1], 1))).astype(dtype) * 0.5
+            yield (x, floor), {}
+            yield (x, np.zeros_like(floor)), {}
+        plateau = np.round(rng.standard_normal((2, 300)), 1).astype(dtype)  # ties: never strict
+        plateau[0, 10:13] = [np.inf, np.inf, -np.inf]
+        plateau[1, 50:53] = [-np.inf, 5.0, np.inf]
+        yield (plateau, np.full((2, 1), 0.3, dtype)), {}
+        signal = rng.standard_normal((2, 3000)).astype(dtype)  # several of the native hook's blocks
+        yield (signal, np.array([[0.5], [0.0]], dtype)), {}
+        tiny = (rng.standard_normal((1, 500)) * 1e-40).astype(dtype)  # subnormal differences
+        yield (tiny, np.zeros((1, 1), dtype)), {}
+
+
 CASES = {
+    "take": _take_cases,
+    "strict_extrema": _extrema_cases,
     "kth_largest": _kth_cases,
     "window_max": _window_cases,
     "window_min": _window_cases,
@@ -300,6 +336,25 @@ def test_separable_filter_torch_off_cpu_path_is_bit_identical():
                 to_numpy(_torch._tap_filter(x, kernel)),
                 to_numpy(GENERIC.separable_filter(x, kernel, xp=backend.xp)),
             )
+
+
+def test_torch_strict_extrema_across_blocks(monkeypatch):
+    """The native hook works block by block (each block's test reads one entry past its ends): small
+    blocks put extrema, plateaus and row ends on block edges; the positions equal the generic ones."""
+    pytest.importorskip("torch")
+    from subpix_xp.backends import _torch
+
+    backend = load_backend("torch")
+    rng = np.random.default_rng(11)
+    x = np.round(rng.standard_normal((3, 2, 203)), 1).astype("float32")  # ties, several rows
+    floor = np.array([0.0, 0.4, 1.0] * 2, dtype="float32").reshape(3, 2, 1)
+    for block in (1, 7, 8, 64, 201, 4096):
+        monkeypatch.setattr(_torch, "_BLOCK_ELEMENTS", block)
+        args = (backend.asarray(x), backend.asarray(floor))
+        got = to_numpy(_torch.strict_extrema(*args, xp=backend.xp))
+        want = to_numpy(GENERIC.strict_extrema(*args, xp=backend.xp))
+        assert got.dtype == want.dtype and want.size > 20
+        np.testing.assert_array_equal(got, want, err_msg=f"block {block}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -104,6 +104,8 @@ class Hooks:
     outer: Callable[..., Any]
     kth_largest: Callable[..., Any]
     fori_loop: Callable[..., Any]
+    take: Callable[..., Any]
+    strict_extrema: Callable[..., Any]
     # Capabilities.
     can_inspect: Callable[[Any], bool]
     prefers_static_shapes: Callable[[Any], bool]
@@ -129,6 +131,8 @@ GENERIC = Hooks(
     outer=_generic.outer,
     kth_largest=_generic.kth_largest,
     fori_loop=_generic.fori_loop,
+    take=_generic.take,
+    strict_extrema=_generic.strict_extrema,
 )
 
 CAPABILITIES = ("can_inspect", "prefers_static_shapes", "supports_dynamic_shapes", "block_elements")

@@ -97,6 +97,40 @@ def expand(values: Array, index: Array, base: Array, *, xp: Namespace) -> Array:
     return xp.where(hit, xp.take(values, rank), base)
 
 
+def take(x: Array, index: Array, axis: int, *, xp: Namespace) -> Array:
+    """``xp.take(x, index, axis=axis)`` for a 1-D integer ``index`` of non-negative, in-range positions.
+
+    The contract leaves out negative positions, so a backend need not wrap them (array-api-compat's
+    PyTorch ``take`` spends a full comparison pass on that) and may gather along the last axis with
+    whatever kernel its library runs fastest there.
+    """
+    return xp.take(x, index, axis=axis)
+
+
+def strict_extrema(x: Array, floor: Array, *, xp: Namespace) -> Array:
+    """Flat positions of the entries of ``x`` that are strict extrema of their last-axis neighbours beyond ``floor``.
+
+    Entry ``i`` of the last axis (``1 <= i <= n - 2``, ``n = x.shape[-1]``) counts when
+    ``x[..., i] > max(x[..., i - 1], x[..., i + 1], floor)`` or
+    ``x[..., i] < min(x[..., i - 1], x[..., i + 1], -floor)``; ``floor`` (real, at least 0) broadcasts
+    against ``x[..., :1]`` (one value per row). Returns the ascending positions of those entries in
+    ``x`` seen flat (row-major), a 1-D array of the default index dtype; NaN never counts. Its sign
+    tells an entry's kind: a maximum is above ``floor >= 0``, a minimum below ``-floor``.
+
+    >>> import numpy as np
+    >>> strict_extrema(np.array([[0.0, 2.0, 1.0, -3.0, 0.5, 0.4]]), np.array([[1.0]]), xp=np)
+    array([1, 3])
+    """
+    n = x.shape[-1]
+    if n < 3:  # no entry has both neighbours
+        return xp.nonzero(xp.zeros((0,), dtype=xp.bool, device=device(x)))[0]
+    c, left, right = x[..., 1 : n - 1], x[..., : n - 2], x[..., 2:]
+    mask = ((c > floor) & (c > left) & (c > right)) | ((c < -floor) & (c < left) & (c < right))
+    found = xp.nonzero(xp.reshape(mask, (-1,)))[0]
+    # Position j among the n - 2 tested entries of each row is entry j % (n - 2) + 1 of that row.
+    return found + 2 * (found // (n - 2)) + 1
+
+
 def reflect_indices(n: int, before: int, after: int) -> list[int]:
     """Source positions of an axis of length ``n`` padded by reflection (``d c b | a b c d | c b a``).
 
