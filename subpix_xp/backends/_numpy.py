@@ -127,7 +127,7 @@ def separable_filter(x: Any, kernel: tuple[float, ...], *, xp: Any) -> Any:
     """
     import numpy as np
 
-    k, radius = len(kernel), len(kernel) // 2
+    k = len(kernel)
     if (
         k % 2 != 1
         or x.dtype not in (np.float32, np.float64)
@@ -136,6 +136,15 @@ def separable_filter(x: Any, kernel: tuple[float, ...], *, xp: Any) -> Any:
         or not np.isfinite(np.sum(x))  # one fast pass; an overflowing sum only costs the generic path
     ):
         return _generic.separable_filter(x, kernel, xp=xp)
+    return band_filter(x, kernel)
+
+
+def band_filter(x: Any, kernel: tuple[float, ...]) -> Any:
+    """:func:`separable_filter`'s banded products, unchecked: ``x`` a finite float32 or float64 array of
+    at least two axes, ``kernel`` of odd length (the PyTorch hook runs CPU tensors through it)."""
+    import numpy as np
+
+    radius = len(kernel) // 2
     h, w = x.shape[-2:]
     flat = x.reshape(-1, h, w)
     lead = flat.shape[0]

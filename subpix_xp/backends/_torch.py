@@ -167,10 +167,30 @@ def separable_filter(x: Any, kernel: tuple[float, ...], *, xp: Any) -> Any:
     # (``0 * inf``) would spread NaN across its chunk, so such inputs take the taps. The sum is one
     # fast pass (an overflowing one only costs the taps), and only on CPU (no device sync).
     if x.device.type == "cpu" and math.isfinite(float(x.sum())):
-        return _band_filter(x, tuple(float(v) for v in kernel))
+        return _cpu_band_filter(x, tuple(float(v) for v in kernel))
     if min(x.shape[-2:]) <= radius:
         return _generic.separable_filter(x, kernel, xp=xp)
     return _tap_filter(x, kernel)
+
+
+def _cpu_band_filter(x: Any, kernel: tuple[float, ...]) -> Any:
+    """The banded products on NumPy's view of the tensor (no copy) where NumPy is installed.
+
+    The same products as :func:`_band_filter` (the NumPy hook's), but through NumPy's BLAS: PyTorch's
+    MKL runs these skinny products (16 columns, 20-40 deep) about half as fast as OpenBLAS on
+    one thread. The result is a tensor sharing the NumPy array's memory. NumPy's BLAS takes its
+    thread count from its own settings (``OPENBLAS_NUM_THREADS``, threadpoolctl), not from
+    ``torch.set_num_threads``.
+    """
+    import torch
+
+    try:
+        import numpy  # noqa: F401  (optional for PyTorch)
+    except ImportError:  # pragma: no cover
+        return _band_filter(x, kernel)
+    from . import _numpy
+
+    return torch.from_numpy(_numpy.band_filter(x.numpy(), kernel))
 
 
 # Output samples per matrix product of the banded filter: large enough that a product runs at BLAS
