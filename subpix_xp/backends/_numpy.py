@@ -98,16 +98,26 @@ def _border_indices(n: int, radius: int) -> tuple[Any, Any]:
 
 def _reflect_into(buffer: Any, axis: int, radius: int, n: int) -> None:
     """Fill ``buffer``'s reflected borders along ``axis`` from its samples ``radius .. radius + n - 1``,
-    and zero whatever lies past them (the round-up to whole chunks)."""
+    and zero whatever lies past them (the round-up to whole chunks).
+
+    A border that reflects once (``radius < n``) is a reversed slice of the samples (``x[r] .. x[1]``
+    before, ``x[n - 2] .. x[n - 1 - r]`` after): a strided copy, several times faster than a gather
+    across the rows of a wide buffer. Longer borders gather :func:`_border_indices`.
+    """
     import numpy as np
 
-    def part(start: int, stop: int) -> tuple[slice, ...]:
-        return axis_slice(buffer.ndim, axis, start, stop)
+    def part(start: int, stop: int, step: int = 1) -> tuple[slice, ...]:
+        return axis_slice(buffer.ndim, axis, start, stop, step)
 
-    inner = buffer[part(radius, radius + n)]
-    before, after = _border_indices(n, radius)
-    buffer[part(0, radius)] = np.take(inner, before, axis=axis)
-    buffer[part(radius + n, n + 2 * radius)] = np.take(inner, after, axis=axis)
+    if radius < n:
+        # Reversed slices of the buffer itself: samples ``radius + 1 .. 2 radius`` and ``n - 1 .. n + radius - 2``.
+        buffer[part(0, radius)] = buffer[part(2 * radius, radius, -1)]
+        buffer[part(radius + n, n + 2 * radius)] = buffer[part(n + radius - 2, n - 2, -1)]
+    else:
+        inner = buffer[part(radius, radius + n)]
+        before, after = _border_indices(n, radius)
+        buffer[part(0, radius)] = np.take(inner, before, axis=axis)
+        buffer[part(radius + n, n + 2 * radius)] = np.take(inner, after, axis=axis)
     buffer[part(n + 2 * radius, buffer.shape[axis])] = 0
 
 
