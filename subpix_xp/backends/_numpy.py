@@ -163,15 +163,17 @@ def band_filter(x: Any, kernel: tuple[float, ...]) -> Any:
     span = chunk + 2 * radius
     wide, tall = -(-w // chunk) * chunk, -(-h // chunk) * chunk
     windows = np.lib.stride_tricks.sliding_window_view
-    # Along x: (chunks, rows, chunk) = windows (chunks, rows, span) @ band.
-    padded = np.empty((lead * h, wide + 2 * radius), dtype=x.dtype)
-    padded[:, radius : radius + w] = flat.reshape(lead * h, w)
-    _reflect_into(padded, 1, radius, w)
-    along_x = np.matmul(windows(padded, span, axis=1)[:, ::chunk].transpose(1, 0, 2), band)
-    # Along y, on the x-filtered rows (all ``wide`` columns): (lead, chunks, chunk, wide).
-    padded = np.empty((lead, tall + 2 * radius, wide), dtype=x.dtype)
-    inner = padded[:, radius : radius + h].reshape(lead, h, wide // chunk, chunk)
-    inner[...] = along_x.reshape(wide // chunk, lead, h, chunk).transpose(1, 2, 0, 3)
+    # Along y's padded buffer: (lead, tall + 2 radius, wide), its rows ``radius .. radius + h - 1`` filled
+    # along x in place: (chunks, lead, h, chunk) = windows (chunks, lead, h, span) @ band, the product
+    # written straight through a transposed view (BLAS takes its row stride; no permuting copy).
+    padded = np.empty((lead, h, wide + 2 * radius), dtype=x.dtype)
+    padded[:, :, radius : radius + w] = flat
+    _reflect_into(padded, 2, radius, w)
+    along_x = windows(padded, span, axis=2)[:, :, ::chunk].transpose(2, 0, 1, 3)
+    rows = np.empty((lead, tall + 2 * radius, wide), dtype=x.dtype)
+    inner = rows[:, radius : radius + h].reshape(lead, h, wide // chunk, chunk).transpose(2, 0, 1, 3)
+    np.matmul(along_x, band, out=inner)
+    padded = rows
     _reflect_into(padded, 1, radius, h)
     out = np.matmul(band.T, windows(padded, span, axis=1)[:, ::chunk].swapaxes(-1, -2)).reshape(
         lead, tall, wide
