@@ -385,10 +385,7 @@ def _candidates(
     if not kept:
         return None
     b = octaves[kept[0]].images[0].shape[0]
-    levels = [octaves[i].images for i in kept]
-    resp = xp.concat(
-        [xp.reshape(ls[j + 1] - ls[j], (b, -1)) for ls in levels for j in range(p.n_levels + 2)], axis=1
-    )
+    resp = xp.concat([xp.reshape(g, (b, -1)) for i in kept for g in _dog(octaves[i].images, xp=xp)], axis=1)
     dynamic = hooks.supports_dynamic_shapes(resp) and not hooks.prefers_static_shapes(resp)
     if floor is not None and inside is None and dynamic:  # a padded image takes the dense path
         where, score, candidate = _sparse_extrema(resp, tables, 0.5 * floor, p.minima, hooks, xp=xp)
@@ -414,6 +411,20 @@ def _candidates(
     if p.minima:
         candidate = candidate | (is_min & (resp < -half))
     return resp, None, xp.abs(resp), candidate, cap, tables, None
+
+
+def _dog(levels: tuple[Array, ...], *, xp: Any) -> list[Array]:
+    """The differences ``levels[j + 1] - levels[j]`` of an octave, taken in place in ``levels[1:]``
+    (the pyramid's own arrays, which nothing reads after the DoG; a fresh array per level would cost
+    its allocation): from the top down, so each level is subtracted before it changes. A level that
+    is its predecessor (a blur too small to apply returns its input) is subtracted out of place."""
+    levels = list(levels)
+    for j in range(len(levels) - 1, 0, -1):
+        if levels[j] is levels[j - 1]:
+            levels[j] = levels[j] - levels[j - 1]
+        else:
+            levels[j] -= levels[j - 1]  # a library without in-place operators rebinds
+    return levels[1:]
 
 
 def _within(inside: tuple[Array, Array, Array], h: int, w: int, *, xp: Any) -> Array:
