@@ -460,7 +460,6 @@ def _sparse_extrema(
     """
     b, total = resp.shape
     flat = xp.reshape(resp, (-1,))
-    dev = device(resp)
     found = []
     for s, d, h, w, *_ in tables:
         plane = h * w
@@ -472,25 +471,27 @@ def _sparse_extrema(
         row, col = (local // w) % h, local % w
         inside = (row >= 1) & (row <= h - 2) & (col >= 1) & (col <= w - 2)
         pos = (image * total + (s + plane) + local)[inside]
-        steps = xp.asarray([plane, w], dtype=pos.dtype, device=dev)
-        found.append(xp.concat([pos[:, None], xp.broadcast_to(steps, (pos.shape[0], 2))], axis=1))
-    # Per candidate (position, plane, row length) and (sign, signed value): a maximum is above
-    # ``half >= 0``, a minimum below ``-half``, so the sign of its value tells its kind.
-    meta = xp.concat(found, axis=0)
-    value = hooks.take(flat, meta[:, 0], 0, xp=xp)
+        found.append(_beat_ring(flat, pos, plane, w, minima, hooks, xp=xp))
+    pos = found[0] if len(found) == 1 else xp.concat(found)
+    return _compact(xp.sort(pos), b, total, flat, hooks, xp=xp)
+
+
+def _beat_ring(flat: Array, pos: Array, plane: int, w: int, minima: bool, hooks: Hooks, *, xp: Any) -> Array:
+    """The positions ``pos`` of one octave (``plane`` voxels a level, rows of ``w``) in ``flat`` whose
+    value strictly beats its :data:`_RING` neighbours in its own sign (a maximum above 0 is larger, a
+    minimum below 0 smaller; compared negated, which is exact), in their order."""
+    value = hooks.take(flat, pos, 0, xp=xp)
     if not minima:
-        meta, value = meta[value > 0], value[value > 0]
-    sign = xp.where(value > 0, xp.ones_like(value), -xp.ones_like(value))
-    signed = xp.stack([sign, sign * value], axis=1)
+        pos, value = pos[value > 0], value[value > 0]
+    sign, beat = xp.sign(value), xp.abs(value)  # a candidate's value is neither 0 nor NaN
     for dl, dr, dc in _RING[:_ONE_BY_ONE]:
-        near = hooks.take(flat, meta[:, 0] + dl * meta[:, 1] + dr * meta[:, 2] + dc, 0, xp=xp)
-        keep = xp.nonzero(signed[:, 1] > signed[:, 0] * near)[0]  # one search for both arrays
-        meta, signed = hooks.take(meta, keep, 0, xp=xp), hooks.take(signed, keep, 0, xp=xp)
-    rest = [xp.asarray([n[i] for n in _RING[_ONE_BY_ONE:]], dtype=meta.dtype, device=dev) for i in range(3)]
-    at = meta[:, :1] + rest[0] * meta[:, 1:2] + rest[1] * meta[:, 2:3] + rest[2]
+        near = hooks.take(flat, pos + (dl * plane + dr * w + dc), 0, xp=xp)
+        keep = xp.nonzero(beat > sign * near)[0]
+        pos, sign, beat = (hooks.take(a, keep, 0, xp=xp) for a in (pos, sign, beat))
+    steps = [dl * plane + dr * w + dc for dl, dr, dc in _RING[_ONE_BY_ONE:]]
+    at = pos[:, None] + xp.asarray(steps, dtype=pos.dtype, device=device(pos))
     near = xp.reshape(hooks.take(flat, xp.reshape(at, (-1,)), 0, xp=xp), at.shape)
-    keep = xp.all(signed[:, 1:] > signed[:, :1] * near, axis=1)
-    return _compact(xp.sort(meta[keep][:, 0]), b, total, flat, hooks, xp=xp)
+    return pos[xp.all(beat[:, None] > sign[:, None] * near, axis=1)]
 
 
 def _compact(pos: Array, b: int, total: int, flat: Array, hooks: Hooks, *, xp: Any) -> tuple[Array, ...]:

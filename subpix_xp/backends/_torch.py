@@ -131,8 +131,9 @@ def strict_extrema(x: Any, floor: Any, *, xp: Any) -> Any:
             torch.maximum(a, b, out=a)
             torch.nan_to_num_(a.clamp_min_(0.0), nan=0.0)  # margins <= 0 and NaN (a NaN sample, inf - inf): 0
             mask[i * span + start : i * span + start + k].copy_(a)
-    hit = torch.nonzero(mask.view(torch.int64))[:, 0]
-    bits = torch.nonzero(mask.view(-1, 8)[hit].reshape(-1))[:, 0]
+    words = mask.view(torch.int64)
+    hit = torch.nonzero(words)[:, 0]
+    bits = torch.nonzero(torch.index_select(words, 0, hit).view(torch.bool))[:, 0]
     found = (hit[bits >> 3] << 3) + (bits & 7)
     if len(floors) == 1:
         return found + 1
