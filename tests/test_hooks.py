@@ -170,6 +170,10 @@ def _extrema_cases(rng):
         yield (signal, np.array([[0.5], [0.0]], dtype)), {}
         tiny = (rng.standard_normal((1, 500)) * 1e-40).astype(dtype)  # subnormal differences
         yield (tiny, np.zeros((1, 1), dtype)), {}
+    near = np.float32(0.1) + np.arange(-3, 4).astype("float32") * np.spacing(np.float32(0.1))
+    x = np.zeros((1, 15), "float32")
+    x[0, 1::2] = near  # a float64 floor between float32 values: compared in float64
+    yield (x, np.full((1, 1), 0.1, "float64")), {}
 
 
 CASES = {
@@ -338,20 +342,23 @@ def test_separable_filter_torch_off_cpu_path_is_bit_identical():
             )
 
 
-def test_torch_strict_extrema_across_blocks(monkeypatch):
-    """The native hook works block by block (each block's test reads one entry past its ends): small
-    blocks put extrema, plateaus and row ends on block edges; the positions equal the generic ones."""
-    pytest.importorskip("torch")
-    from subpix_xp.backends import _torch
+@pytest.mark.parametrize("name", ["numpy", "torch"])
+def test_strict_extrema_across_blocks(name, monkeypatch):
+    """The NumPy hook (which torch CPU runs on a view) works block by block, each block's test reading
+    one entry past its ends: small blocks put extrema, plateaus and row ends on block edges; the
+    positions equal the generic ones."""
+    from subpix_xp.backends import _numpy
 
-    backend = load_backend("torch")
+    backend = load_backend(name)
+    native = hooks_for(backend.xp).strict_extrema
+    assert native is not GENERIC.strict_extrema
     rng = np.random.default_rng(11)
     x = np.round(rng.standard_normal((3, 2, 203)), 1).astype("float32")  # ties, several rows
     floor = np.array([0.0, 0.4, 1.0] * 2, dtype="float32").reshape(3, 2, 1)
     for block in (1, 7, 8, 64, 201, 4096):
-        monkeypatch.setattr(_torch, "_BLOCK_ELEMENTS", block)
+        monkeypatch.setattr(_numpy, "_EXTREMA_BLOCK", block)
         args = (backend.asarray(x), backend.asarray(floor))
-        got = to_numpy(_torch.strict_extrema(*args, xp=backend.xp))
+        got = to_numpy(native(*args, xp=backend.xp))
         want = to_numpy(GENERIC.strict_extrema(*args, xp=backend.xp))
         assert got.dtype == want.dtype and want.size > 20
         np.testing.assert_array_equal(got, want, err_msg=f"block {block}")
