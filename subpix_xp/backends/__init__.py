@@ -105,7 +105,7 @@ class Hooks:
     kth_largest: Callable[..., Any]
     fori_loop: Callable[..., Any]
     take: Callable[..., Any]
-    strict_extrema: Callable[..., Any]
+    stencil_extrema: Callable[..., Any]
     # Capabilities.
     can_inspect: Callable[[Any], bool]
     prefers_static_shapes: Callable[[Any], bool]
@@ -132,7 +132,7 @@ GENERIC = Hooks(
     kth_largest=_generic.kth_largest,
     fori_loop=_generic.fori_loop,
     take=_generic.take,
-    strict_extrema=_generic.strict_extrema,
+    stencil_extrema=_generic.stencil_extrema,
 )
 
 CAPABILITIES = ("can_inspect", "prefers_static_shapes", "supports_dynamic_shapes", "block_elements")

@@ -107,28 +107,34 @@ def take(x: Array, index: Array, axis: int, *, xp: Namespace) -> Array:
     return xp.take(x, index, axis=axis)
 
 
-def strict_extrema(x: Array, floor: Array, *, xp: Namespace) -> Array:
-    """Flat positions of the entries of ``x`` that are strict extrema of their last-axis neighbours beyond ``floor``.
+def stencil_extrema(x: Array, floor: Array, steps: tuple[int, ...], *, xp: Namespace) -> Array:
+    """Flat positions of the entries of ``x`` that strictly beat their neighbours ``steps`` away on the last axis, beyond ``floor``.
 
-    Entry ``i`` of the last axis (``1 <= i <= n - 2``, ``n = x.shape[-1]``) counts when
-    ``x[..., i] > max(x[..., i - 1], x[..., i + 1], floor)`` or
-    ``x[..., i] < min(x[..., i - 1], x[..., i + 1], -floor)``; ``floor`` (real, at least 0) broadcasts
-    against ``x[..., :1]`` (one value per row). Returns the ascending positions of those entries in
-    ``x`` seen flat (row-major), a 1-D array of the default index dtype; NaN never counts. Its sign
-    tells an entry's kind: a maximum is above ``floor >= 0``, a minimum below ``-floor``.
+    With ``m = max(steps)`` (``steps``: positive integers), entry ``i`` of the last axis
+    (``m <= i < n - m``, ``n = x.shape[-1]``) counts when ``x[..., i]`` is larger than
+    ``x[..., i - s]`` and ``x[..., i + s]`` for every ``s`` in ``steps`` and than ``floor``, or
+    smaller than all of them and than ``-floor``. ``floor`` (real, at least 0) broadcasts against
+    ``x[..., :1]`` (one value per row). Returns the ascending positions of those entries in ``x``
+    seen flat (row-major), a 1-D array of the default index dtype; NaN never counts. The sign of
+    an entry tells its kind: a maximum is above ``floor >= 0``, a minimum below ``-floor``.
+    A flat signal with ``steps = (1, w, w * h)`` is a volume's 3-D face-neighbour test.
 
     >>> import numpy as np
-    >>> strict_extrema(np.array([[0.0, 2.0, 1.0, -3.0, 0.5, 0.4]]), np.array([[1.0]]), xp=np)
+    >>> stencil_extrema(np.array([[0.0, 2.0, 1.0, -3.0, 0.5, 0.4]]), np.array([[1.0]]), (1,), xp=np)
     array([1, 3])
     """
-    n = x.shape[-1]
-    if n < 3:  # no entry has both neighbours
+    n, m = x.shape[-1], max(steps)
+    if n <= 2 * m:  # no entry has all its neighbours
         return xp.nonzero(xp.zeros((0,), dtype=xp.bool, device=device(x)))[0]
-    c, left, right = x[..., 1 : n - 1], x[..., : n - 2], x[..., 2:]
-    mask = ((c > floor) & (c > left) & (c > right)) | ((c < -floor) & (c < left) & (c < right))
-    found = xp.nonzero(xp.reshape(mask, (-1,)))[0]
-    # Position j among the n - 2 tested entries of each row is entry j % (n - 2) + 1 of that row.
-    return found + 2 * (found // (n - 2)) + 1
+    c = x[..., m : n - m]
+    above, below = c > floor, c < -floor
+    for step in steps:
+        before, after = x[..., m - step : n - m - step], x[..., m + step : n - m + step]
+        above = above & (c > before) & (c > after)
+        below = below & (c < before) & (c < after)
+    found = xp.nonzero(xp.reshape(above | below, (-1,)))[0]
+    # Position j among the n - 2 m tested entries of each row is entry j % (n - 2 m) + m of that row.
+    return found + 2 * m * (found // (n - 2 * m)) + m
 
 
 def reflect_indices(n: int, before: int, after: int) -> list[int]:

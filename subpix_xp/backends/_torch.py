@@ -80,28 +80,28 @@ def take(x: Any, index: Any, axis: int, *, xp: Any) -> Any:
     return torch.index_select(x, axis, index)
 
 
-def strict_extrema(x: Any, floor: Any, *, xp: Any) -> Any:
+def stencil_extrema(x: Any, floor: Any, steps: tuple[int, ...], *, xp: Any) -> Any:
     """The NumPy hook's blocked test on NumPy's views of CPU tensors (no copy), where NumPy is installed.
 
     On CPU a PyTorch comparison (a bool result) costs two to three float passes and ``nonzero``
-    reads its mask a byte at a time: the generic hook takes about 3.5 times as long on a DoG octave,
-    and a blocked PyTorch version of float margins and packed ``nonzero`` still 1.8 times as long
-    as NumPy. The positions are the generic hook's. Other devices, ``torch.compile`` and a PyTorch
+    reads its mask a byte at a time: the generic hook takes several times as long on a DoG octave,
+    and a blocked PyTorch version (float margins, a packed ``nonzero``) still 1.8 times as long as
+    NumPy. The positions are the generic hook's. Other devices, ``torch.compile`` and a PyTorch
     without NumPy take the generic hook.
     """
     import torch
 
     floor = torch.as_tensor(floor)
     if x.device.type != "cpu" or floor.device.type != "cpu" or torch.compiler.is_compiling():
-        return _generic.strict_extrema(x, floor, xp=xp)
+        return _generic.stencil_extrema(x, floor, steps, xp=xp)
     try:
         import array_api_compat.numpy as np_xp
     except ImportError:  # pragma: no cover - NumPy is optional for PyTorch
-        return _generic.strict_extrema(x, floor, xp=xp)
+        return _generic.stencil_extrema(x, floor, steps, xp=xp)
     from . import _numpy
 
     # Positions carry no gradient: the values are read detached.
-    found = _numpy.strict_extrema(x.detach().numpy(), floor.detach().numpy(), xp=np_xp)
+    found = _numpy.stencil_extrema(x.detach().numpy(), floor.detach().numpy(), steps, xp=np_xp)
     return torch.from_numpy(found)
 
 
@@ -310,5 +310,5 @@ HOOKS = dataclasses.replace(
     block_elements=block_elements,
     softmax=softmax,
     take=take,
-    strict_extrema=strict_extrema,
+    stencil_extrema=stencil_extrema,
 )
