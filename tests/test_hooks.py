@@ -367,14 +367,16 @@ def test_stencil_extrema_across_blocks(name, monkeypatch):
     rng = np.random.default_rng(11)
     x = np.round(rng.standard_normal((3, 2, 240)), 1).astype("float32")  # ties, several rows
     floor = np.array([0.0, 0.4, 1.0] * 2, dtype="float32").reshape(3, 2, 1)
-    for steps in [(1,), (1, 8, 40)]:  # a row; a 6x5x8 volume's face neighbours
+    for steps, dense in [((1,), 2), ((1, 8, 40), 2), ((1, 8, 40), 1), ((1, 8, 40), 0)]:
+        # A row; a 6x5x8 volume's face neighbours, some steps compared at the survivors only.
+        monkeypatch.setattr(_numpy, "_DENSE_STEPS", dense)
         for block in (1, 7, 8, 64, 201, 4096):
             monkeypatch.setattr(_numpy, "_EXTREMA_BLOCK", block)
             args = (backend.asarray(x), backend.asarray(floor), steps)
             got = to_numpy(native(*args, xp=backend.xp))
             want = to_numpy(GENERIC.stencil_extrema(*args, xp=backend.xp))
             assert got.dtype == want.dtype and want.size > 5, want.size
-            np.testing.assert_array_equal(got, want, err_msg=f"steps {steps}, block {block}")
+            np.testing.assert_array_equal(got, want, err_msg=f"steps {steps} ({dense} dense), block {block}")
 
 
 # ---------------------------------------------------------------------------------------------
