@@ -95,13 +95,14 @@ def _resize_axis(x: Array, axis: int, size: int, hooks: Hooks, *, xp: Any) -> Ar
     n = x.shape[axis]
     if n == size:
         return x
-    lower, upper, frac = _resize_plan(n, size)
+    lower, _, frac = _resize_plan(n, size)
     dev = device(x)
     shape = [1] * x.ndim
     shape[axis] = size
     w = xp.reshape(xp.asarray(frac, dtype=x.dtype, device=dev), tuple(shape))
-    a = hooks.take(x, xp.asarray(lower, device=dev), axis, xp=xp)
-    b = hooks.take(x, xp.asarray(upper, device=dev), axis, xp=xp)
+    index = xp.asarray(lower, device=dev)  # one list converted (PyTorch: ~90 us per 1000 integers)
+    a = hooks.take(x, index, axis, xp=xp)
+    b = hooks.take(x, xp.minimum(index + 1, xp.full_like(index, n - 1)), axis, xp=xp)
     # ``a * (1 - w) + b * w`` in place: the gathers are fresh arrays, and a fresh result would cost
     # the page faults of a large new allocation (a library without in-place operators rebinds).
     a *= 1.0 - w
