@@ -418,13 +418,13 @@ def _dog(levels: tuple[Array, ...], *, xp: Any) -> list[Array]:
     (the pyramid's own arrays, which nothing reads after the DoG; a fresh array per level would cost
     its allocation): from the top down, so each level is subtracted before it changes. A level that
     is its predecessor (a blur too small to apply returns its input) is subtracted out of place."""
-    levels = list(levels)
-    for j in range(len(levels) - 1, 0, -1):
-        if levels[j] is levels[j - 1]:
-            levels[j] = levels[j] - levels[j - 1]
+    out = list(levels)
+    for j in range(len(out) - 1, 0, -1):
+        if out[j] is out[j - 1]:
+            out[j] = out[j] - out[j - 1]
         else:
-            levels[j] -= levels[j - 1]  # a library without in-place operators rebinds
-    return levels[1:]
+            out[j] -= out[j - 1]  # a library without in-place operators rebinds
+    return out[1:]
 
 
 def _within(inside: tuple[Array, Array, Array], h: int, w: int, *, xp: Any) -> Array:
