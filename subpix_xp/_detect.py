@@ -385,10 +385,7 @@ def _candidates(
     if not kept:
         return None
     b = octaves[kept[0]].images[0].shape[0]
-    levels = [octaves[i].images for i in kept]
-    resp = xp.concat(
-        [xp.reshape(ls[j + 1] - ls[j], (b, -1)) for ls in levels for j in range(p.n_levels + 2)], axis=1
-    )
+    resp = xp.concat([xp.reshape(g, (b, -1)) for i in kept for g in _dog(octaves[i].images, xp=xp)], axis=1)
     dynamic = hooks.supports_dynamic_shapes(resp) and not hooks.prefers_static_shapes(resp)
     if floor is not None and inside is None and dynamic:  # a padded image takes the dense path
         where, score, candidate = _sparse_extrema(resp, tables, 0.5 * floor, p.minima, hooks, xp=xp)
@@ -416,6 +413,20 @@ def _candidates(
     return resp, None, xp.abs(resp), candidate, cap, tables, None
 
 
+def _dog(levels: tuple[Array, ...], *, xp: Any) -> list[Array]:
+    """The differences ``levels[j + 1] - levels[j]`` of an octave, taken in place in ``levels[1:]``
+    (the pyramid's own arrays, which nothing reads after the DoG; a fresh array per level would cost
+    its allocation): from the top down, so each level is subtracted before it changes. A level that
+    is its predecessor (a blur too small to apply returns its input) is subtracted out of place."""
+    out = list(levels)
+    for j in range(len(out) - 1, 0, -1):
+        if out[j] is out[j - 1]:
+            out[j] = out[j] - out[j - 1]
+        else:
+            out[j] -= out[j - 1]  # a library without in-place operators rebinds
+    return out[1:]
+
+
 def _within(inside: tuple[Array, Array, Array], h: int, w: int, *, xp: Any) -> Array:
     """The ``(H_o, W_o)`` mask of a padded octave's true extent less its edge, where strict extrema
     can lie (so the 3x3x3 test read only true values); all false for an octave the image lacks."""
@@ -425,13 +436,15 @@ def _within(inside: tuple[Array, Array, Array], h: int, w: int, *, xp: Any) -> A
     return (rows <= true_h - 2) & (cols <= true_w - 2) & real
 
 
-# The neighbours of a voxel, (level, row, column) steps, but its two along the row (compared densely
-# first): the nearest first, as they reject the most.
-_RING = sorted(
-    ((dl, dr, dc) for dl in (-1, 0, 1) for dr in (-1, 0, 1) for dc in (-1, 0, 1) if (dl, dr) != (0, 0)),
-    key=lambda n: (abs(n[0]) + abs(n[1]) + abs(n[2]), n),
+# The neighbours of a voxel, (level, row, column) steps, but its six face neighbours (compared
+# densely first, :attr:`Hooks.stencil_extrema`).
+_RING = tuple(
+    (dl, dr, dc)
+    for dl in (-1, 0, 1)
+    for dr in (-1, 0, 1)
+    for dc in (-1, 0, 1)
+    if abs(dl) + abs(dr) + abs(dc) > 1
 )
-_ONE_BY_ONE = 4  # neighbours compared one at a time (each keeps only its survivors), then the rest at once
 
 
 def _sparse_extrema(
@@ -439,51 +452,44 @@ def _sparse_extrema(
 ) -> tuple[Array, ...]:
     """The candidates of :func:`_candidates` with a floor, found mostly sparsely, compacted (:func:`_compact`).
 
-    On the searched levels of each octave, seen flat, the voxels that beat ``half`` ``(B, 1)`` in a
-    kind's sign and their two neighbours along a row (contiguous slices: a few dense passes leave
-    about 1% of the volume) are compared with their 24 other neighbours: the nearest one at a time,
-    each comparison keeping the survivors only, then the rest at once. The border rows and columns
-    (whose flat row neighbours wrap around) are dropped first. A minimum is compared negated (exact),
-    so one pass serves both kinds and every octave: the same comparisons as :func:`nms3d_minmax`'s
-    strict test, so the same extrema, at a fraction of its cost.
+    Each octave's volume, seen flat, goes through :attr:`Hooks.stencil_extrema` with the steps of
+    its six face neighbours (one voxel, one row, one level: a few dense passes over the searched
+    levels leave about 0.2% of them), which finds the voxels that beat ``half`` ``(B, 1)`` and
+    those neighbours in a kind's sign; the border rows and columns (whose flat neighbours wrap
+    around) are dropped, and the rest are compared with their 20 other neighbours at once. A
+    minimum is compared negated (exact), so one pass serves both kinds: the same comparisons as
+    :func:`nms3d_minmax`'s strict test, so the same extrema, at a fraction of its cost.
     """
     b, total = resp.shape
     flat = xp.reshape(resp, (-1,))
-    dev = device(resp)
-    found, signs = [], []
+    found = []
     for s, d, h, w, *_ in tables:
         plane = h * w
-        n = (d - 2) * plane
-        volume = resp[:, s : s + d * plane]
-        centre = volume[:, plane : plane + n]  # the searched levels 1 .. d - 2
-        left, right = volume[:, plane - 1 : plane - 1 + n], volume[:, plane + 1 : plane + 1 + n]
-        for kind in ("max", "min") if minima else ("max",):
-            if kind == "max":
-                test = (centre > half) & (centre > left) & (centre > right)
-            else:
-                test = (centre < -half) & (centre < left) & (centre < right)
-            pos = xp.nonzero(xp.reshape(test, (-1,)))[0]
-            image = pos // n if b > 1 else xp.zeros_like(pos)
-            local = pos - image * n
-            row, col = (local // w) % h, local % w
-            inside = (row >= 1) & (row <= h - 2) & (col >= 1) & (col <= w - 2)
-            pos = (image * total + (s + plane) + local)[inside]
-            steps = xp.asarray([plane, w], dtype=pos.dtype, device=dev)
-            found.append(xp.concat([pos[:, None], xp.broadcast_to(steps, (pos.shape[0], 2))], axis=1))
-            signs.append(xp.full(pos.shape, 1.0 if kind == "max" else -1.0, dtype=resp.dtype, device=dev))
-    # Per candidate (position, plane, row length) and (sign, signed value).
-    meta = xp.concat(found, axis=0)
-    sign = xp.concat(signs)
-    signed = xp.stack([sign, sign * xp.take(flat, meta[:, 0])], axis=1)
-    for dl, dr, dc in _RING[:_ONE_BY_ONE]:
-        near = xp.take(flat, meta[:, 0] + dl * meta[:, 1] + dr * meta[:, 2] + dc)
-        keep = signed[:, 1] > signed[:, 0] * near
-        meta, signed = meta[keep], signed[keep]
-    rest = [xp.asarray([n[i] for n in _RING[_ONE_BY_ONE:]], dtype=meta.dtype, device=dev) for i in range(3)]
-    at = meta[:, :1] + rest[0] * meta[:, 1:2] + rest[1] * meta[:, 2:3] + rest[2]
-    near = xp.reshape(xp.take(flat, xp.reshape(at, (-1,))), at.shape)
-    keep = xp.all(signed[:, 1:] > signed[:, :1] * near, axis=1)
-    return _compact(xp.sort(meta[keep][:, 0]), b, total, flat, hooks, xp=xp)
+        volume = d * plane
+        # The searched levels 1 .. d - 2 are those with a level on either side.
+        pos = hooks.stencil_extrema(resp[:, s : s + volume], half, (1, w, plane), xp=xp)
+        image = pos // volume if b > 1 else xp.zeros_like(pos)
+        local = pos - image * volume
+        row, col = (local // w) % h, local % w
+        inside = (row >= 1) & (row <= h - 2) & (col >= 1) & (col <= w - 2)
+        pos = (image * total + s + local)[inside]
+        found.append(_beat_ring(flat, pos, plane, w, minima, hooks, xp=xp))
+    pos = found[0] if len(found) == 1 else xp.concat(found)
+    return _compact(xp.sort(pos), b, total, flat, hooks, xp=xp)
+
+
+def _beat_ring(flat: Array, pos: Array, plane: int, w: int, minima: bool, hooks: Hooks, *, xp: Any) -> Array:
+    """The positions ``pos`` of one octave (``plane`` voxels a level, rows of ``w``) in ``flat`` whose
+    value strictly beats its :data:`_RING` neighbours in its own sign (a maximum above 0 is larger, a
+    minimum below 0 smaller; compared negated, which is exact), in their order."""
+    value = hooks.take(flat, pos, 0, xp=xp)
+    if not minima:
+        pos, value = pos[value > 0], value[value > 0]
+    sign, beat = xp.sign(value), xp.abs(value)  # a candidate's value is neither 0 nor NaN
+    steps = [dl * plane + dr * w + dc for dl, dr, dc in _RING]
+    at = pos[:, None] + xp.asarray(steps, dtype=pos.dtype, device=device(pos))
+    near = xp.reshape(hooks.take(flat, xp.reshape(at, (-1,)), 0, xp=xp), at.shape)
+    return pos[xp.all(beat[:, None] > sign[:, None] * near, axis=1)]
 
 
 def _compact(pos: Array, b: int, total: int, flat: Array, hooks: Hooks, *, xp: Any) -> tuple[Array, ...]:
@@ -498,7 +504,7 @@ def _compact(pos: Array, b: int, total: int, flat: Array, hooks: Hooks, *, xp: A
     where = xp.zeros((b * k,), dtype=pos.dtype, device=dev)
     where = hooks.expand(pos - image * total, slot, where, xp=xp)
     score = xp.zeros((b * k,), dtype=flat.dtype, device=dev)
-    score = hooks.expand(xp.abs(xp.take(flat, pos)), slot, score, xp=xp)
+    score = hooks.expand(xp.abs(hooks.take(flat, pos, 0, xp=xp)), slot, score, xp=xp)
     filled = xp.zeros((b * k,), dtype=xp.bool, device=dev)
     filled = hooks.expand(xp.ones(pos.shape, dtype=xp.bool, device=dev), slot, filled, xp=xp)
     return tuple(xp.reshape(a, (b, k)) for a in (where, score, filled))

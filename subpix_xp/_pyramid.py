@@ -90,25 +90,31 @@ def _resize_plan(n: int, size: int) -> tuple[tuple[int, ...], tuple[int, ...], t
     return lower, upper, frac
 
 
-def _resize_axis(x: Array, axis: int, size: int, *, xp: Any) -> Array:
+def _resize_axis(x: Array, axis: int, size: int, hooks: Hooks, *, xp: Any) -> Array:
     """Linear interpolation of ``axis`` onto ``size`` samples, first and last sample centres aligned."""
     n = x.shape[axis]
     if n == size:
         return x
-    lower, upper, frac = _resize_plan(n, size)
+    lower, _, frac = _resize_plan(n, size)
     dev = device(x)
     shape = [1] * x.ndim
     shape[axis] = size
     w = xp.reshape(xp.asarray(frac, dtype=x.dtype, device=dev), tuple(shape))
-    a = xp.take(x, xp.asarray(lower, device=dev), axis=axis)
-    b = xp.take(x, xp.asarray(upper, device=dev), axis=axis)
-    return a * (1.0 - w) + b * w
+    index = xp.asarray(lower, device=dev)  # one list converted (PyTorch: ~90 us per 1000 integers)
+    a = hooks.take(x, index, axis, xp=xp)
+    b = hooks.take(x, xp.minimum(index + 1, xp.full_like(index, n - 1)), axis, xp=xp)
+    # ``a * (1 - w) + b * w`` in place: the gathers are fresh arrays, and a fresh result would cost
+    # the page faults of a large new allocation (a library without in-place operators rebinds).
+    a *= 1.0 - w
+    b *= w
+    a += b
+    return a
 
 
-def resize_bilinear(x: Array, size: tuple[int, int], *, xp: Any) -> Array:
+def resize_bilinear(x: Array, size: tuple[int, int], hooks: Hooks, *, xp: Any) -> Array:
     """Bilinear resize of the last two axes to ``size`` ``(H, W)`` with ``align_corners=True``."""
-    x = _resize_axis(x, x.ndim - 1, size[1], xp=xp)
-    return _resize_axis(x, x.ndim - 2, size[0], xp=xp)
+    x = _resize_axis(x, x.ndim - 1, size[1], hooks, xp=xp)
+    return _resize_axis(x, x.ndim - 2, size[0], hooks, xp=xp)
 
 
 def scale_pyramid(
@@ -131,7 +137,7 @@ def scale_pyramid(
     camera_sigma = 1.0 if double_image else 0.5
     x = image
     if double_image:
-        x = resize_bilinear(x, (2 * height, 2 * width), xp=xp)
+        x = resize_bilinear(x, (2 * height, 2 * width), hooks, xp=xp)
     if init_sigma > camera_sigma:
         x = blur(x, max(math.sqrt(init_sigma**2 - camera_sigma**2), 0.01), hooks, xp=xp)
     sigma0 = max(init_sigma, camera_sigma)
@@ -149,4 +155,4 @@ def scale_pyramid(
         sh, sw = seed.shape[-2:]
         if min(sh // 2, sw // 2) <= min_size:
             return octaves
-        x = resize_bilinear(seed, (sh // 2, sw // 2), xp=xp)
+        x = resize_bilinear(seed, (sh // 2, sw // 2), hooks, xp=xp)

@@ -151,7 +151,59 @@ def _loop_cases(rng):
             yield (n, _halve_and_count, x), {}
 
 
+def _take_cases(rng):
+    for dtype in DTYPES:
+        for shape, axis, size in [
+            ((7,), 0, 12),
+            ((3, 8), -1, 5),
+            ((3, 8), 0, 4),
+            ((2, 3, 5, 6), 3, 11),
+            ((2, 3, 5, 6), 2, 9),
+        ]:
+            index = rng.integers(0, shape[axis], size).astype(np.int64)
+            yield (_data(rng, shape, dtype), index, axis), {}
+        x = _data(rng, (4, 9, 6), dtype)
+        yield (x[:, ::2, ::-1], np.array([5, 0, 0, 3], dtype=np.int64), -1), {}  # a strided view
+        yield (x, np.zeros((0,), dtype=np.int64), 1), {}  # nothing taken
+        yield (x, np.sort(rng.integers(0, 6, 13)).astype(np.int64), 2), {}  # the resize's sorted repeats
+
+
+def _extrema_cases(rng):
+    for dtype in ["float32", "float64"]:
+        for shape, steps in [
+            ((1, 40), (1,)),
+            ((3, 257), (1,)),
+            ((2, 3, 17), (1,)),
+            ((1, 2), (1,)),
+            ((1, 3), (1,)),
+            ((2, 0), (1,)),
+            ((2, 4 * 5 * 6), (1, 6, 30)),  # a 4x5x6 volume's face neighbours
+            ((1, 3, 50), (7, 2)),
+            ((1, 9), (4,)),
+            ((1, 8), (4,)),  # no entry has both neighbours
+        ]:
+            x = _data(rng, shape, dtype) if shape[-1] else np.zeros(shape, dtype)
+            floor = np.abs(rng.standard_normal((*shape[:-1], 1))).astype(dtype) * 0.5
+            yield (x, floor, steps), {}
+            yield (x, np.zeros_like(floor), steps), {}
+        plateau = np.round(rng.standard_normal((2, 300)), 1).astype(dtype)  # ties: never strict
+        plateau[0, 10:13] = [np.inf, np.inf, -np.inf]
+        plateau[1, 50:53] = [-np.inf, 5.0, np.inf]
+        yield (plateau, np.full((2, 1), 0.3, dtype), (1,)), {}
+        yield (plateau, np.full((2, 1), 0.3, dtype), (1, 3)), {}
+        signal = rng.standard_normal((2, 3000)).astype(dtype)  # a volume 10x10x30
+        yield (signal, np.array([[0.5], [0.0]], dtype), (1, 10, 100)), {}
+        tiny = (rng.standard_normal((1, 500)) * 1e-40).astype(dtype)  # subnormal differences
+        yield (tiny, np.zeros((1, 1), dtype), (1,)), {}
+    near = np.float32(0.1) + np.arange(-3, 4).astype("float32") * np.spacing(np.float32(0.1))
+    x = np.zeros((1, 15), "float32")
+    x[0, 1::2] = near  # a float64 floor between float32 values: compared in float64
+    yield (x, np.full((1, 1), 0.1, "float64"), (1,)), {}
+
+
 CASES = {
+    "take": _take_cases,
+    "stencil_extrema": _extrema_cases,
     "kth_largest": _kth_cases,
     "window_max": _window_cases,
     "window_min": _window_cases,
@@ -317,6 +369,31 @@ def test_separable_filter_torch_off_cpu_path_is_bit_identical():
                 to_numpy(_torch._tap_filter(x, kernel)),
                 to_numpy(GENERIC.separable_filter(x, kernel, xp=backend.xp)),
             )
+
+
+@pytest.mark.parametrize("name", ["numpy", "torch"])
+def test_stencil_extrema_across_blocks(name, monkeypatch):
+    """The NumPy hook (which torch CPU runs on a view) works block by block, each block's test reading
+    its neighbours past its ends: small blocks put extrema, plateaus and row ends on block edges;
+    the positions equal the generic ones."""
+    from subpix_xp.backends import _numpy
+
+    backend = load_backend(name)
+    native = hooks_for(backend.xp).stencil_extrema
+    assert native is not GENERIC.stencil_extrema
+    rng = np.random.default_rng(11)
+    x = np.round(rng.standard_normal((3, 2, 240)), 1).astype("float32")  # ties, several rows
+    floor = np.array([0.0, 0.4, 1.0] * 2, dtype="float32").reshape(3, 2, 1)
+    for steps, dense in [((1,), 2), ((1, 8, 40), 2), ((1, 8, 40), 1), ((1, 8, 40), 0)]:
+        # A row; a 6x5x8 volume's face neighbours, some steps compared at the survivors only.
+        monkeypatch.setattr(_numpy, "_DENSE_STEPS", dense)
+        for block in (1, 7, 8, 64, 201, 4096):
+            monkeypatch.setattr(_numpy, "_EXTREMA_BLOCK", block)
+            args = (backend.asarray(x), backend.asarray(floor), steps)
+            got = to_numpy(native(*args, xp=backend.xp))
+            want = to_numpy(GENERIC.stencil_extrema(*args, xp=backend.xp))
+            assert got.dtype == want.dtype and want.size > 5, want.size
+            np.testing.assert_array_equal(got, want, err_msg=f"steps {steps} ({dense} dense), block {block}")
 
 
 # ---------------------------------------------------------------------------------------------

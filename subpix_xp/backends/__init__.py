@@ -105,6 +105,8 @@ class Hooks:
     kth_largest: Callable[..., Any]
     fori_loop: Callable[..., Any]
     top_k: Callable[..., Any]
+    take: Callable[..., Any]
+    stencil_extrema: Callable[..., Any]
     # Capabilities.
     can_inspect: Callable[[Any], bool]
     prefers_static_shapes: Callable[[Any], bool]
@@ -131,6 +133,8 @@ GENERIC = Hooks(
     kth_largest=_generic.kth_largest,
     fori_loop=_generic.fori_loop,
     top_k=_generic.top_k,
+    take=_generic.take,
+    stencil_extrema=_generic.stencil_extrema,
 )
 
 CAPABILITIES = ("can_inspect", "prefers_static_shapes", "supports_dynamic_shapes", "block_elements")

@@ -97,6 +97,46 @@ def expand(values: Array, index: Array, base: Array, *, xp: Namespace) -> Array:
     return xp.where(hit, xp.take(values, rank), base)
 
 
+def take(x: Array, index: Array, axis: int, *, xp: Namespace) -> Array:
+    """``xp.take(x, index, axis=axis)`` for a 1-D integer ``index`` of non-negative, in-range positions.
+
+    The contract leaves out negative positions, so a backend need not wrap them (array-api-compat's
+    PyTorch ``take`` spends a full comparison pass on that) and may gather along the last axis with
+    whatever kernel its library runs fastest there.
+    """
+    return xp.take(x, index, axis=axis)
+
+
+def stencil_extrema(x: Array, floor: Array, steps: tuple[int, ...], *, xp: Namespace) -> Array:
+    """Flat positions of the entries of ``x`` that strictly beat their neighbours ``steps`` away on the last axis, beyond ``floor``.
+
+    With ``m = max(steps)`` (``steps``: positive integers), entry ``i`` of the last axis
+    (``m <= i < n - m``, ``n = x.shape[-1]``) counts when ``x[..., i]`` is larger than
+    ``x[..., i - s]`` and ``x[..., i + s]`` for every ``s`` in ``steps`` and than ``floor``, or
+    smaller than all of them and than ``-floor``. ``floor`` (real, at least 0) broadcasts against
+    ``x[..., :1]`` (one value per row). Returns the ascending positions of those entries in ``x``
+    seen flat (row-major), a 1-D array of the default index dtype; NaN never counts. The sign of
+    an entry tells its kind: a maximum is above ``floor >= 0``, a minimum below ``-floor``.
+    A flat signal with ``steps = (1, w, w * h)`` is a volume's 3-D face-neighbour test.
+
+    >>> import numpy as np
+    >>> stencil_extrema(np.array([[0.0, 2.0, 1.0, -3.0, 0.5, 0.4]]), np.array([[1.0]]), (1,), xp=np)
+    array([1, 3])
+    """
+    n, m = x.shape[-1], max(steps)
+    if n <= 2 * m:  # no entry has all its neighbours
+        return xp.nonzero(xp.zeros((0,), dtype=xp.bool, device=device(x)))[0]
+    c = x[..., m : n - m]
+    above, below = c > floor, c < -floor
+    for step in steps:
+        before, after = x[..., m - step : n - m - step], x[..., m + step : n - m + step]
+        above = above & (c > before) & (c > after)
+        below = below & (c < before) & (c < after)
+    found = xp.nonzero(xp.reshape(above | below, (-1,)))[0]
+    # Position j among the n - 2 m tested entries of each row is entry j % (n - 2 m) + m of that row.
+    return found + 2 * m * (found // (n - 2 * m)) + m
+
+
 def reflect_indices(n: int, before: int, after: int) -> list[int]:
     """Source positions of an axis of length ``n`` padded by reflection (``d c b | a b c d | c b a``).
 

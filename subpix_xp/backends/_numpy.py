@@ -98,16 +98,26 @@ def _border_indices(n: int, radius: int) -> tuple[Any, Any]:
 
 def _reflect_into(buffer: Any, axis: int, radius: int, n: int) -> None:
     """Fill ``buffer``'s reflected borders along ``axis`` from its samples ``radius .. radius + n - 1``,
-    and zero whatever lies past them (the round-up to whole chunks)."""
+    and zero whatever lies past them (the round-up to whole chunks).
+
+    A border that reflects once (``radius < n``) is a reversed slice of the samples (``x[r] .. x[1]``
+    before, ``x[n - 2] .. x[n - 1 - r]`` after): a strided copy, several times faster than a gather
+    across the rows of a wide buffer. Longer borders gather :func:`_border_indices`.
+    """
     import numpy as np
 
-    def part(start: int, stop: int) -> tuple[slice, ...]:
-        return axis_slice(buffer.ndim, axis, start, stop)
+    def part(start: int, stop: int, step: int = 1) -> tuple[slice, ...]:
+        return axis_slice(buffer.ndim, axis, start, stop, step)
 
-    inner = buffer[part(radius, radius + n)]
-    before, after = _border_indices(n, radius)
-    buffer[part(0, radius)] = np.take(inner, before, axis=axis)
-    buffer[part(radius + n, n + 2 * radius)] = np.take(inner, after, axis=axis)
+    if radius < n:
+        # Reversed slices of the buffer itself: samples ``radius + 1 .. 2 radius`` and ``n - 1 .. n + radius - 2``.
+        buffer[part(0, radius)] = buffer[part(2 * radius, radius, -1)]
+        buffer[part(radius + n, n + 2 * radius)] = buffer[part(n + radius - 2, n - 2, -1)]
+    else:
+        inner = buffer[part(radius, radius + n)]
+        before, after = _border_indices(n, radius)
+        buffer[part(0, radius)] = np.take(inner, before, axis=axis)
+        buffer[part(radius + n, n + 2 * radius)] = np.take(inner, after, axis=axis)
     buffer[part(n + 2 * radius, buffer.shape[axis])] = 0
 
 
@@ -127,7 +137,7 @@ def separable_filter(x: Any, kernel: tuple[float, ...], *, xp: Any) -> Any:
     """
     import numpy as np
 
-    k, radius = len(kernel), len(kernel) // 2
+    k = len(kernel)
     if (
         k % 2 != 1
         or x.dtype not in (np.float32, np.float64)
@@ -136,6 +146,15 @@ def separable_filter(x: Any, kernel: tuple[float, ...], *, xp: Any) -> Any:
         or not np.isfinite(np.sum(x))  # one fast pass; an overflowing sum only costs the generic path
     ):
         return _generic.separable_filter(x, kernel, xp=xp)
+    return band_filter(x, kernel)
+
+
+def band_filter(x: Any, kernel: tuple[float, ...]) -> Any:
+    """:func:`separable_filter`'s banded products, unchecked: ``x`` a finite float32 or float64 array of
+    at least two axes, ``kernel`` of odd length (the PyTorch hook runs CPU tensors through it)."""
+    import numpy as np
+
+    radius = len(kernel) // 2
     h, w = x.shape[-2:]
     flat = x.reshape(-1, h, w)
     lead = flat.shape[0]
@@ -143,23 +162,77 @@ def separable_filter(x: Any, kernel: tuple[float, ...], *, xp: Any) -> Any:
     band = _band(tuple(float(v) for v in kernel), chunk, x.dtype.name)
     span = chunk + 2 * radius
     wide, tall = -(-w // chunk) * chunk, -(-h // chunk) * chunk
-    windows = np.lib.stride_tricks.sliding_window_view
-    # Along x: (chunks, rows, chunk) = windows (chunks, rows, span) @ band.
-    padded = np.empty((lead * h, wide + 2 * radius), dtype=x.dtype)
-    padded[:, radius : radius + w] = flat.reshape(lead * h, w)
-    _reflect_into(padded, 1, radius, w)
-    along_x = np.matmul(windows(padded, span, axis=1)[:, ::chunk].transpose(1, 0, 2), band)
-    # Along y, on the x-filtered rows (all ``wide`` columns): (lead, chunks, chunk, wide).
-    padded = np.empty((lead, tall + 2 * radius, wide), dtype=x.dtype)
-    inner = padded[:, radius : radius + h].reshape(lead, h, wide // chunk, chunk)
-    inner[...] = along_x.reshape(wide // chunk, lead, h, chunk).transpose(1, 2, 0, 3)
+    strided = (
+        np.lib.stride_tricks.as_strided
+    )  # the chunks' windows (``sliding_window_view`` costs 40 us a call)
+    # Along y's padded buffer: (lead, tall + 2 radius, wide), its rows ``radius .. radius + h - 1`` filled
+    # along x in place: (chunks, lead, h, chunk) = windows (chunks, lead, h, span) @ band, the product
+    # written straight through a transposed view (BLAS takes its row stride; no permuting copy).
+    padded = np.empty((lead, h, wide + 2 * radius), dtype=x.dtype)
+    padded[:, :, radius : radius + w] = flat
+    _reflect_into(padded, 2, radius, w)
+    s0, s1, s2 = padded.strides
+    along_x = strided(padded, (wide // chunk, lead, h, span), (s2 * chunk, s0, s1, s2), writeable=False)
+    rows = np.empty((lead, tall + 2 * radius, wide), dtype=x.dtype)
+    inner = rows[:, radius : radius + h].reshape(lead, h, wide // chunk, chunk).transpose(2, 0, 1, 3)
+    np.matmul(along_x, band, out=inner)
+    padded = rows
     _reflect_into(padded, 1, radius, h)
-    out = np.matmul(band.T, windows(padded, span, axis=1)[:, ::chunk].swapaxes(-1, -2)).reshape(
-        lead, tall, wide
-    )
+    s0, s1, s2 = padded.strides
+    along_y = strided(padded, (lead, tall // chunk, span, wide), (s0, s1 * chunk, s1, s2), writeable=False)
+    out = np.matmul(band.T, along_y).reshape(lead, tall, wide)
     if tall != h or wide != w:
         out = np.ascontiguousarray(out[:, :h, :w])
     return out.reshape(x.shape)
+
+
+# Entries per block of the stencil-extremum test: its few bool buffers stay in the L2 cache.
+_EXTREMA_BLOCK = 1 << 16
+# Steps compared densely over a block; the others only at the entries that pass those.
+_DENSE_STEPS = 2
+
+
+def stencil_extrema(x: Any, floor: Any, steps: tuple[int, ...], *, xp: Any) -> Any:
+    """The generic test block by block: per row, blocks of :data:`_EXTREMA_BLOCK` entries compared
+    with the floor and the first :data:`_DENSE_STEPS` steps into two reused bool buffers (``out=``
+    and in-place ``&=``: no large temporaries), then, at the few entries that pass
+    (``flatnonzero``), with the other steps (a minimum negated, which is exact). On a 3x1024x1024
+    DoG octave with its face neighbours (1, row, level) about twice as fast as the generic hook's
+    whole-array masks; the same comparisons (a NumPy scalar floor promotes as the generic
+    broadcast does), so the same positions. Non-float inputs take the generic hook."""
+    import numpy as np
+
+    n, m = x.shape[-1], max(steps)
+    if n <= 2 * m or x.dtype.kind != "f" or np.asarray(floor).dtype.kind != "f":
+        return _generic.stencil_extrema(x, floor, steps, xp=xp)
+    rows = x.reshape(-1, n)
+    floors = np.broadcast_to(floor, (*x.shape[:-1], 1)).reshape(-1)
+    size = min(_EXTREMA_BLOCK, n - 2 * m)
+    above, below = np.empty(size, dtype=bool), np.empty(size, dtype=bool)
+    found = [np.zeros((0,), dtype=np.intp)]
+    for i in range(rows.shape[0]):
+        row, limit = rows[i], floors[i]
+        for start in range(m, n - m, size):
+            k = min(size, n - m - start)
+            c, a, b = row[start : start + k], above[:k], below[:k]
+            np.greater(c, limit, out=a)
+            np.less(c, -limit, out=b)
+            for step in steps[:_DENSE_STEPS]:
+                before, after = row[start - step : start - step + k], row[start + step : start + step + k]
+                a &= c > before
+                a &= c > after
+                b &= c < before
+                b &= c < after
+            a |= b
+            at = np.flatnonzero(a) + start
+            if len(steps) > _DENSE_STEPS:
+                value = row[at]
+                sign, beat = np.sign(value), np.abs(value)  # neither 0 nor NaN here
+                for step in steps[_DENSE_STEPS:]:
+                    keep = (beat > sign * row[at - step]) & (beat > sign * row[at + step])
+                    at, sign, beat = at[keep], sign[keep], beat[keep]
+            found.append(at + i * n)
+    return np.concatenate(found)
 
 
 def blockwise(func: str, plan: Any, /, *arrays: Any, xp: Any, **params: Any) -> Any:
@@ -193,4 +266,5 @@ HOOKS = dataclasses.replace(
     outer=outer,
     blockwise=blockwise,
     separable_filter=separable_filter,
+    stencil_extrema=stencil_extrema,
 )
