@@ -23,13 +23,13 @@ import math
 from typing import Any
 
 from ._common import device, index_dtype
-from ._quad_interp import _NEIGHBOURS, _converged, _derivatives, _solve, _step
+from ._quad_interp import _NEIGHBOURS, _converged, _derivatives, _solve, _step, _unit_scale
 from ._topk import top_k, top_k_sparse
 from .backends import Hooks
 
 Array = Any
 
-__all__ = ["duplicates", "edge_like", "local_fit2d", "refine", "refit_xy", "select_candidates"]
+__all__ = ["duplicates", "edge_like", "local_fit2d", "refine", "refit_xy", "select_candidates", "sensitivity"]
 
 _REFIT_STEP = 0.6  # the nearest pixel is within 0.5 of a true peak; a longer step is not one
 _REFIT_RATIO = 10.0  # the re-fit trusts a 2-D fit whose principal curvature ratio is below this
@@ -147,16 +147,17 @@ def refine(
     *,
     xp: Any,
     bounds: tuple[Array, Array] | None = None,
-) -> tuple[Array, Array, Array, Array, Array]:
+) -> tuple[Array, Array, Array, Array, Array, Array]:
     """Refine the extrema of ``sign * resp`` at flat positions ``index`` ``(B, M)`` of ``resp`` ``(B, T)``.
 
     ``resp`` holds each image's octave volumes laid end to end; ``geometry`` ``(base, d, h, w)``
     gives, per candidate, where its volume starts in the row and its shape (integer arrays like
     ``index``; every side at least 3), so one call refines the candidates of every octave. The
     rule is :func:`~subpix_xp.iterative_quad_interp3d`'s (``allow_scale_steps=True``, no bonus),
-    with each neighbourhood read by one gather: returns ``(level, x, y, value, refined)``, each
-    ``(B, M)``, in volume coordinates. A candidate that is not refined (rejected, or
-    ``n_iters == 0``) keeps its grid position and input value. The iterations run in
+    with each neighbourhood read by one gather: returns ``(level, x, y, value, refined, spread)``,
+    each ``(B, M)``, in volume coordinates, ``spread`` the :func:`sensitivity` of the final fit
+    (``inf`` where not refined). A candidate that is not refined (rejected, or ``n_iters == 0``)
+    keeps its grid position and input value. The iterations run in
     :attr:`Hooks.fori_loop` (under ``jax.jit``: one compiled step, not ``n_iters`` unrolled ones).
     ``bounds`` ``(h, w)``, like ``index``: the part of each volume a candidate may move in (a
     padded image's true size; default the whole volume).
@@ -174,6 +175,7 @@ def refine(
             grid[1],
             start_value,
             xp.zeros(index.shape, dtype=xp.bool, device=device(resp)),
+            xp.full(index.shape, math.inf, dtype=dtype, device=device(resp)),
         )
     m = index.shape[1]
     size = (d, h, w) if bounds is None else (d, *bounds)
@@ -194,9 +196,10 @@ def refine(
         def at(dd: int, dh: int, dw: int) -> Array:
             return patch[:, slot[(dd, dh, dw)], :]
 
-        sx, sy, ss, gds, solved = _solve(_derivatives(at), xp=xp)
+        fit = _derivatives(at)
+        sx, sy, ss, gds, solved = _solve(fit, xp=xp)
         new_position, ok, moved = _step(position, (ss, sy, sx), ok_all & solved, size, threshold, True, xp=xp)
-        return new_position, ok, position, (sx, sy, ss, gds), moved
+        return new_position, ok, position, (sx, sy, ss, gds, sensitivity(fit, xp=xp)), moved
 
     zero = xp.zeros(index.shape, dtype=dtype, device=device(resp))
     no = xp.zeros(index.shape, dtype=xp.bool, device=device(resp))
@@ -204,10 +207,10 @@ def refine(
         start,
         xp.ones(index.shape, dtype=xp.bool, device=device(resp)),
         start,
-        (zero, zero, zero, zero),
+        (zero, zero, zero, zero, zero),
         no,
     )
-    _, ok, position, (sx, sy, ss, gds), moved = hooks.fori_loop(n_iters, body, carry, xp=xp)
+    _, ok, position, (sx, sy, ss, gds, spread), moved = hooks.fori_loop(n_iters, body, carry, xp=xp)
     refined = _converged((ss, sy, sx), ok, moved)
     final = base + (position[0] * h + position[1]) * w + position[2]
     value = sign * xp.take_along_axis(resp, final, axis=1) + 0.5 * gds
@@ -220,7 +223,33 @@ def refine(
         xp.where(refined, y, grid[1]),
         xp.where(refined, value, start_value),
         refined,
+        xp.where(refined, spread, xp.full_like(spread, math.inf)),
     )
+
+
+def sensitivity(fit: tuple[Array, ...], *, xp: Any) -> Array:
+    """How far the fit's centre moves per unit error of its gradient: ``||(H^-1)[x, y rows]||_F``.
+
+    ``fit`` is :func:`~subpix_xp._quad_interp._derivatives`' ``(gx, gy, gs, dxx, ...)``; the
+    rows of the inverse Hessian that give ``(sx, sy)`` from ``-g``, in pixels per unit of the
+    response, computed on the power-of-two scaled system of :func:`_solve` (``inf`` where that is
+    singular). A large value is a centre that the fit does not determine: weak curvature in some
+    direction, in space or along scale through the cross terms.
+    """
+    gx, gy, gs, *hessian = fit
+    scale = _unit_scale(tuple(hessian), (gx, gy, gs), xp=xp)
+    dxx, dyy, dss, dxy, dxs, dys = (h * scale for h in hessian)
+    # The adjugate's rows for x and y (the Hessian is symmetric).
+    a00 = dyy * dss - dys * dys
+    a01 = dxs * dys - dxy * dss
+    a02 = dxy * dys - dyy * dxs
+    a11 = dxx * dss - dxs * dxs
+    a12 = dxy * dxs - dxx * dys
+    det = dxx * a00 + dxy * a01 + dxs * a02
+    norm = xp.sqrt(a00 * a00 + 2.0 * a01 * a01 + a02 * a02 + a11 * a11 + a12 * a12)
+    usable = xp.isfinite(det) & (det != 0)
+    out = scale * norm / xp.abs(xp.where(usable, det, xp.ones_like(det)))
+    return xp.where(usable, out, xp.full_like(out, math.inf))
 
 
 # ---------------------------------------------------------------------------------------------
