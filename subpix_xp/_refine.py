@@ -23,13 +23,13 @@ import math
 from typing import Any
 
 from ._common import device
-from ._quad_interp import _NEIGHBOURS, _converged, _derivatives, _solve, _step
+from ._quad_interp import _NEIGHBOURS, _converged, _derivatives, _solve, _step, _unit_scale
 from ._topk import top_k, top_k_sparse
 from .backends import Hooks
 
 Array = Any
 
-__all__ = ["duplicates", "edge_like", "local_fit2d", "refine", "refit_xy", "select_candidates"]
+__all__ = ["duplicates", "edge_like", "local_fit2d", "refine", "refit_xy", "select_candidates", "sensitivity"]
 
 _REFIT_STEP = 0.6  # the nearest pixel is within 0.5 of a true peak; a longer step is not one
 _REFIT_RATIO = 10.0  # the re-fit trusts a 2-D fit whose principal curvature ratio is below this
@@ -112,16 +112,17 @@ def refine(
     *,
     xp: Any,
     bounds: tuple[Array, Array] | None = None,
-) -> tuple[Array, Array, Array, Array, Array]:
+) -> tuple[Array, Array, Array, Array, Array, Array]:
     """Refine the extrema of ``sign * resp`` at flat positions ``index`` ``(B, M)`` of ``resp`` ``(B, T)``.
 
     ``resp`` holds each image's octave volumes laid end to end; ``geometry`` ``(base, d, h, w)``
     gives, per candidate, where its volume starts in the row and its shape (integer arrays like
     ``index``; every side at least 3), so one call refines the candidates of every octave. The
     rule is :func:`~subpix_xp.iterative_quad_interp3d`'s (``allow_scale_steps=True``, no bonus),
-    with each neighbourhood read by one gather: returns ``(level, x, y, value, refined)``, each
-    ``(B, M)``, in volume coordinates. A candidate that is not refined (rejected, or
-    ``n_iters == 0``) keeps its grid position and input value. The iterations run in
+    with each neighbourhood read by one gather: returns ``(level, x, y, value, refined, spread)``,
+    each ``(B, M)``, in volume coordinates, ``spread`` the :func:`sensitivity` of the final fit
+    (``inf`` where not refined). A candidate that is not refined (rejected, or ``n_iters == 0``)
+    keeps its grid position and input value. The iterations run in
     :attr:`Hooks.fori_loop` (under ``jax.jit``: one compiled step, not ``n_iters`` unrolled ones).
     ``bounds`` ``(h, w)``, like ``index``: the part of each volume a candidate may move in (a
     padded image's true size; default the whole volume).
@@ -139,6 +140,7 @@ def refine(
             grid[1],
             start_value,
             xp.zeros(index.shape, dtype=xp.bool, device=device(resp)),
+            xp.full(index.shape, math.inf, dtype=dtype, device=device(resp)),
         )
     m = index.shape[1]
     size = (d, h, w) if bounds is None else (d, *bounds)
@@ -153,7 +155,7 @@ def refine(
         # previous position and fit: after the last pass, the result is read there (the last
         # fit's move is not taken).
         position, ok, fit, solved = carry[:4]
-        sx, sy, ss, _ = fit
+        sx, sy, ss = fit[:3]
         new_position, ok, moved = _step(position, (ss, sy, sx), ok & solved, size, threshold, True, xp=xp)
         cd, ch, cw = (xp.clip(p, 1, n - 2) for p, n in zip(new_position, size))
         centre = base + (cd * h + ch) * w + cw
@@ -165,16 +167,18 @@ def refine(
         def at(dd: int, dh: int, dw: int) -> Array:
             return patch[:, slot[(dd, dh, dw)], :]
 
-        *new_fit, new_solved = _solve(_derivatives(at), xp=xp)
+        derivatives = _derivatives(at)
+        *new_fit, new_solved = _solve(derivatives, xp=xp)
+        new_fit.append(sensitivity(derivatives, xp=xp))
         return new_position, ok, tuple(new_fit), new_solved, position, fit, moved
 
     # The first pass's move is none (zero shifts); it checks that the start is inside, as every
     # strict extremum is. ``n_iters`` moves follow, the last one not taken.
     zero = xp.zeros(index.shape, dtype=dtype, device=device(resp))
     yes = xp.ones(index.shape, dtype=xp.bool, device=device(resp))
-    fit = (zero, zero, zero, zero)
+    fit = (zero, zero, zero, zero, zero)
     carry = (start, yes, fit, yes, start, fit, ~yes)
-    _, ok, _, _, position, (sx, sy, ss, gds), moved = hooks.fori_loop(n_iters + 1, body, carry, xp=xp)
+    _, ok, _, _, position, (sx, sy, ss, gds, spread), moved = hooks.fori_loop(n_iters + 1, body, carry, xp=xp)
     refined = _converged((ss, sy, sx), ok, moved)
     final = base + (position[0] * h + position[1]) * w + position[2]
     value = sign * xp.take_along_axis(resp, final, axis=1) + 0.5 * gds
@@ -187,6 +191,7 @@ def refine(
         xp.where(refined, y, grid[1]),
         xp.where(refined, value, start_value),
         refined,
+        xp.where(refined, spread, xp.full_like(spread, math.inf)),
     )
 
 
@@ -200,6 +205,31 @@ def _offsets(steps: Any, h: Array, w: Array, *, xp: Any) -> Array:
         for i in range(3)
     )
     return (dd * h[:, None, :] + dh) * w[:, None, :] + dw
+
+
+def sensitivity(fit: tuple[Array, ...], *, xp: Any) -> Array:
+    """How far the fit's centre moves per unit error of its gradient: ``||(H^-1)[x, y rows]||_F``.
+
+    ``fit`` is :func:`~subpix_xp._quad_interp._derivatives`' ``(gx, gy, gs, dxx, ...)``; the
+    rows of the inverse Hessian that give ``(sx, sy)`` from ``-g``, in pixels per unit of the
+    response, computed on the power-of-two scaled system of :func:`_solve` (``inf`` where that is
+    singular). A large value is a centre that the fit does not determine: weak curvature in some
+    direction, in space or along scale through the cross terms.
+    """
+    gx, gy, gs, *hessian = fit
+    scale = _unit_scale(tuple(hessian), (gx, gy, gs), xp=xp)
+    dxx, dyy, dss, dxy, dxs, dys = (h * scale for h in hessian)
+    # The adjugate's rows for x and y (the Hessian is symmetric).
+    a00 = dyy * dss - dys * dys
+    a01 = dxs * dys - dxy * dss
+    a02 = dxy * dys - dyy * dxs
+    a11 = dxx * dss - dxs * dxs
+    a12 = dxy * dxs - dxx * dys
+    det = dxx * a00 + dxy * a01 + dxs * a02
+    norm = xp.sqrt(a00 * a00 + 2.0 * a01 * a01 + a02 * a02 + a11 * a11 + a12 * a12)
+    usable = xp.isfinite(det) & (det != 0)
+    out = scale * norm / xp.abs(xp.where(usable, det, xp.ones_like(det)))
+    return xp.where(usable, out, xp.full_like(out, math.inf))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -234,8 +264,8 @@ def local_fit2d(
     # One gather of the 3x3 neighbourhood on both levels (one consumer keeps XLA's fusion small).
     steps = [(dl, dy, dx) for dl in (0, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
     m = level.shape[1]
-    at = xp.reshape(centre[:, None, :] + _offsets(steps, h, w, xp=xp), (-1, len(steps) * m))
-    patch = xp.reshape(xp.take_along_axis(resp, at, axis=1), (-1, 2, 9, m))
+    gather = xp.reshape(centre[:, None, :] + _offsets(steps, h, w, xp=xp), (-1, len(steps) * m))
+    patch = xp.reshape(xp.take_along_axis(resp, gather, axis=1), (-1, 2, 9, m))
     patch = patch[:, 0, ...] + t[:, None, :] * (patch[:, 1, ...] - patch[:, 0, ...])
 
     def at(dy: int, dx: int) -> Array:

@@ -603,6 +603,7 @@ def _silence_stdout() -> None:
 KORNIA_OPTIONS: dict[str, Any] = {
     "threshold": None,
     "edge_ratio": None,
+    "max_sensitivity": None,
     "duplicate_radius": None,
     "spatial_refit": False,
     "keep_unrefined": True,
@@ -614,7 +615,7 @@ def _detect_options(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {"num_features": args.num_features}
     if args.kornia:
         options.update(KORNIA_OPTIONS)
-    for name in ("threshold", "edge_ratio"):
+    for name in ("threshold", "edge_ratio", "max_sensitivity"):
         value = getattr(args, name)
         if value is not None:
             options[name] = None if value == "none" else value
@@ -1393,6 +1394,14 @@ def _add_detector_options(p: argparse.ArgumentParser, *, demo: bool) -> None:
         "(default: 10)",
     )
     p.add_argument(
+        "--max-sensitivity",
+        type=_finite_or_none(0.0),
+        default=None,
+        metavar="S",
+        help="drop keypoints whose centre moves more than S input pixels per intensity range of "
+        "error in its fit's gradient, or 'none' (default: 5000)",
+    )
+    p.add_argument(
         "--keep-duplicates",
         action="store_true",
         help="keep every refined extremum, even a second one on the same blob (duplicate_radius=None)",
@@ -1400,8 +1409,8 @@ def _add_detector_options(p: argparse.ArgumentParser, *, demo: bool) -> None:
     p.add_argument(
         "--kornia",
         action="store_true",
-        help="kornia's ScaleSpaceDetector settings: no threshold, edge test or duplicate removal, "
-        "the 3-D fit's centres",
+        help="kornia's ScaleSpaceDetector settings: no threshold, edge or sensitivity test or "
+        "duplicate removal, the 3-D fit's centres",
     )
     p.add_argument(
         "--no-refit", action="store_true", help="keep the 3-D fit's centres (kornia's; spatial_refit=False)"

@@ -560,6 +560,10 @@ def test_detector_options_map_to_detect_blobs() -> None:
         parse(["detect", "a.png", "--threshold", "none", "--edge-ratio", "4", "--keep-duplicates"])
     )
     assert options == {"num_features": None, "threshold": None, "edge_ratio": 4.0, "duplicate_radius": None}
+    options = cli._detect_options(parse(["detect", "a.png", "--max-sensitivity", "none"]))
+    assert options == {"num_features": None, "max_sensitivity": None}
+    options = cli._detect_options(parse(["detect", "a.png", "--max-sensitivity", "2000"]))
+    assert options == {"num_features": None, "max_sensitivity": 2000.0}
     kornia = cli._detect_options(parse(["detect", "a.png", "--kornia"]))
     assert kornia == {"num_features": None, **cli.KORNIA_OPTIONS}
     with pytest.raises(SystemExit):
