@@ -327,26 +327,31 @@ def duplicates(
     scale_step: float,
     *,
     xp: Any,
-    block: int = 1024,
+    block: int = 128,
 ) -> Array:
     """Bool ``(B, N)``: candidate ``i`` (ordered strongest first) repeats an earlier valid one.
 
     ``j < i`` is the same blob as ``i`` when their centres lie within ``radius`` times the smaller
     of their two sigmas and their sigmas differ by at most ``scale_step`` in natural log. The
     rule is one-shot (an earlier duplicate still suppresses), so every backend evaluates it in
-    parallel with static shapes, ``block`` rows at a time.
+    parallel with static shapes: ``block`` rows at a time against the columns before the block's
+    end (about half the pairs, each block's few arrays in the cache).
     """
     n = x.shape[1]
-    dev = device(x)
-    order = xp.arange(n, device=dev)
+    order = xp.arange(n, device=device(x))
+    reach = xp.exp(log_sigma) * radius
+    # An invalid candidate is nobody's earlier copy: its NaN column compares false.
+    nan = xp.full_like(x, math.nan)
+    xj, yj = xp.where(valid, x, nan), xp.where(valid, y, nan)
     out = []
     for s in range(0, n, block):
         e = min(n, s + block)
-        dx = x[:, s:e, None] - x[:, None, :e]
-        dy = y[:, s:e, None] - y[:, None, :e]
-        ls_i, ls_j = log_sigma[:, s:e, None], log_sigma[:, None, :e]
-        near = xp.exp(2.0 * xp.minimum(ls_i, ls_j)) * (radius * radius)
-        same = (dx * dx + dy * dy <= near) & (xp.abs(ls_i - ls_j) <= scale_step)
-        earlier = order[None, None, :e] < order[None, s:e, None]
-        out.append(xp.any(same & earlier & valid[:, None, :e], axis=2))
+        dx = x[:, s:e, None] - xj[:, None, :e]
+        dy = y[:, s:e, None] - yj[:, None, :e]
+        near = xp.minimum(reach[:, s:e, None], reach[:, None, :e])
+        same = (dx * dx + dy * dy <= near * near) & (
+            xp.abs(log_sigma[:, s:e, None] - log_sigma[:, None, :e]) <= scale_step
+        )
+        earlier = order[None, :e] < order[s:e, None]
+        out.append(xp.any(same & earlier, axis=2))
     return xp.concat(out, axis=1) if len(out) > 1 else out[0]

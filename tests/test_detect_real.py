@@ -3,6 +3,7 @@ every backend, integer and (H, W) images, non-finite and extreme pixels (issues 
 
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import numpy as np
@@ -145,6 +146,24 @@ def test_duplicate_rule():
     got = duplicates(x, y, log_sigma, valid, 0.5, step, xp=cnp, block=2)
     # 1 repeats 0 (0.36 px, scale within a level); 2 is an octave away; 3 is far; 4 repeats 0.
     assert got.tolist() == [[False, True, False, False, True]]
+
+
+def test_duplicate_rule_equals_the_pairwise_definition_for_any_block():
+    rng = np.random.default_rng(5)
+    n = 70
+    x, y = (np.round(rng.random((2, n)) * 12, 1) for _ in range(2))
+    log_sigma = np.log(rng.choice([1.0, 1.2, 2.0, 3.0], size=(2, n)))
+    valid = rng.random((2, n)) < 0.8
+    step = np.log(2.0) / 3
+    want = np.zeros((2, n), dtype=bool)
+    for b, i, j in itertools.product(range(2), range(n), range(n)):
+        near = 0.75 * min(np.exp(log_sigma[b, i]), np.exp(log_sigma[b, j]))
+        close = np.hypot(x[b, i] - x[b, j], y[b, i] - y[b, j]) <= near
+        want[b, i] |= j < i and valid[b, j] and close and abs(log_sigma[b, i] - log_sigma[b, j]) <= step
+    assert want.any() and not want.all()
+    for block in (1, 7, 64, 128):
+        got = duplicates(x, y, log_sigma, valid, 0.75, step, xp=cnp, block=block)
+        np.testing.assert_array_equal(got, want, err_msg=f"block={block}")
 
 
 # ---------------------------------------------------------------------------------------------
