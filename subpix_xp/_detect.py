@@ -272,7 +272,7 @@ def detect_blobs(
         return _squeeze(_empty(b, k, dtype, image, xp=xp), single)
     fields[0] = xp.where(usable, fields[0], xp.full_like(fields[0], -math.inf))
     same_scale = _SAME_SCALE_LEVELS * math.log(2.0) / params.n_levels
-    blobs = _select(fields, k, duplicate_radius, same_scale, xp=xp)
+    blobs = _select(fields, k, duplicate_radius, same_scale, hooks, xp=xp)
     return _squeeze(blobs._replace(response=blobs.response / unit), single)
 
 
@@ -567,7 +567,8 @@ def _keypoints(
     later = [index >= t[0] for t in tables[1:]]
 
     def table(column: int, dtype: Any) -> Array:
-        values = [xp.astype(xp.asarray(t[column], device=dev), dtype) for t in tables]  # 0-d arrays
+        # 0-d arrays, made in ``dtype`` (PyTorch would make a Python float float32 first).
+        values = [xp.asarray(t[column], dtype=dtype, device=dev) for t in tables]
         out = xp.broadcast_to(values[0], index.shape)
         for beyond, value in zip(later, values[1:], strict=True):
             out = xp.where(beyond, value, out)
@@ -619,7 +620,9 @@ def _keypoints(
     ]
 
 
-def _select(fields: list[Array], k: int, radius: float | None, scale_step: float, *, xp: Any) -> Blobs:
+def _select(
+    fields: list[Array], k: int, radius: float | None, scale_step: float, hooks: Hooks, *, xp: Any
+) -> Blobs:
     """The ``k`` best of the concatenated per-octave candidates, one per blob, padded to ``k`` slots.
 
     ``fields`` as :func:`_keypoints` returns them (a candidate is valid where its score is above
@@ -632,7 +635,9 @@ def _select(fields: list[Array], k: int, radius: float | None, scale_step: float
         score, order = top_k_values(score, 2 * k, xp=xp)
         fields = [score, *(xp.take_along_axis(a, order, axis=1) for a in fields[1:])]
         _, x, y, log_sigma, _ = fields
-        repeat = r.duplicates(x, y, log_sigma, score > -math.inf, radius, scale_step * (1.0 + 1e-6), xp=xp)
+        valid, step = score > -math.inf, scale_step * (1.0 + 1e-6)
+        block = hooks.block_elements(score)
+        repeat = r.duplicates(x, y, log_sigma, valid, radius, step, xp=xp, block=block)
         score = xp.where(repeat, xp.full_like(score, -math.inf), score)
         fields[0] = score
     score, order = top_k_values(score, k, xp=xp)

@@ -327,25 +327,28 @@ def duplicates(
     scale_step: float,
     *,
     xp: Any,
-    block: int = 128,
+    block: int = 0,
 ) -> Array:
     """Bool ``(B, N)``: candidate ``i`` (ordered strongest first) repeats an earlier valid one.
 
     ``j < i`` is the same blob as ``i`` when their centres lie within ``radius`` times the smaller
     of their two sigmas and their sigmas differ by at most ``scale_step`` in natural log. The
     rule is one-shot (an earlier duplicate still suppresses), so every backend evaluates it in
-    parallel with static shapes: ``block`` rows at a time against the columns before the block's
-    end (about half the pairs, each block's few arrays in the cache).
+    parallel with static shapes. ``block``: the elements of one block's pairwise arrays (see
+    :attr:`Hooks.block_elements`; ``0``: all pairs at once, which a compiler fuses into one pass):
+    a block of rows is compared with the columns before its end (about half the pairs, each
+    block's arrays in the cache).
     """
     n = x.shape[1]
+    rows = n if block <= 0 else max(1, block // (x.shape[0] * n))
     order = xp.arange(n, device=device(x))
     reach = xp.exp(log_sigma) * radius
     # An invalid candidate is nobody's earlier copy: its NaN column compares false.
     nan = xp.full_like(x, math.nan)
     xj, yj = xp.where(valid, x, nan), xp.where(valid, y, nan)
     out = []
-    for s in range(0, n, block):
-        e = min(n, s + block)
+    for s in range(0, n, rows):
+        e = min(n, s + rows)
         dx = x[:, s:e, None] - xj[:, None, :e]
         dy = y[:, s:e, None] - yj[:, None, :e]
         near = xp.minimum(reach[:, s:e, None], reach[:, None, :e])

@@ -143,7 +143,7 @@ def test_duplicate_rule():
     log_sigma = np.log(np.array([[2.0, 2.1, 4.0, 2.0, 2.0]]))
     valid = np.array([[True, True, True, True, False]])
     step = np.log(2.0) / 3
-    got = duplicates(x, y, log_sigma, valid, 0.5, step, xp=cnp, block=2)
+    got = duplicates(x, y, log_sigma, valid, 0.5, step, xp=cnp, block=2 * 5)
     # 1 repeats 0 (0.36 px, scale within a level); 2 is an octave away; 3 is far; 4 repeats 0.
     assert got.tolist() == [[False, True, False, False, True]]
 
@@ -161,9 +161,9 @@ def test_duplicate_rule_equals_the_pairwise_definition_for_any_block():
         close = np.hypot(x[b, i] - x[b, j], y[b, i] - y[b, j]) <= near
         want[b, i] |= j < i and valid[b, j] and close and abs(log_sigma[b, i] - log_sigma[b, j]) <= step
     assert want.any() and not want.all()
-    for block in (1, 7, 64, 128):
-        got = duplicates(x, y, log_sigma, valid, 0.75, step, xp=cnp, block=block)
-        np.testing.assert_array_equal(got, want, err_msg=f"block={block}")
+    for rows in (0, 1, 7, 64, 128):  # 0: all at once
+        got = duplicates(x, y, log_sigma, valid, 0.75, step, xp=cnp, block=rows * 2 * n)
+        np.testing.assert_array_equal(got, want, err_msg=f"{rows} rows a block")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -162,9 +162,8 @@ def band_filter(x: Any, kernel: tuple[float, ...]) -> Any:
     band = _band(tuple(float(v) for v in kernel), chunk, x.dtype.name)
     span = chunk + 2 * radius
     wide, tall = -(-w // chunk) * chunk, -(-h // chunk) * chunk
-    strided = (
-        np.lib.stride_tricks.as_strided
-    )  # the chunks' windows (``sliding_window_view`` costs 40 us a call)
+    # The chunks' windows as strided views (``sliding_window_view`` checks cost 40 us a call).
+    strided = np.lib.stride_tricks.as_strided
     # Along y's padded buffer: (lead, tall + 2 radius, wide), its rows ``radius .. radius + h - 1`` filled
     # along x in place: (chunks, lead, h, chunk) = windows (chunks, lead, h, span) @ band, the product
     # written straight through a transposed view (BLAS takes its row stride; no permuting copy).

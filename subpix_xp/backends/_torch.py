@@ -156,7 +156,7 @@ def _cpu_band_filter(x: Any, kernel: tuple[float, ...]) -> Any:
         return _band_filter(x, kernel)
     from . import _numpy
 
-    return torch.from_numpy(_numpy.band_filter(x.numpy(), kernel))
+    return torch.from_numpy(_numpy.band_filter(x.detach().numpy(), kernel))
 
 
 # Output samples per matrix product of the banded filter: large enough that a product runs at BLAS
