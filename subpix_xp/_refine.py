@@ -147,6 +147,20 @@ def refine(
     offsets = _offsets(_NEIGHBOURS, h, w, xp=xp)
     slot = {n: i for i, n in enumerate(_NEIGHBOURS)}
 
+    def derivatives_at(position: tuple[Array, Array, Array]) -> tuple[Array, ...]:
+        # The fit's derivatives at ``position`` (clipped into the volume), from one gather.
+        cd, ch, cw = (xp.clip(p, 1, n - 2) for p, n in zip(position, size))
+        centre = base + (cd * h + ch) * w + cw
+        gather = xp.reshape(centre[:, None, :] + offsets, (-1, len(_NEIGHBOURS) * m))
+        patch = sign[:, None, :] * xp.reshape(
+            xp.take_along_axis(resp, gather, axis=1), (-1, len(_NEIGHBOURS), m)
+        )
+
+        def at(dd: int, dh: int, dw: int) -> Array:
+            return patch[:, slot[(dd, dh, dw)], :]
+
+        return _derivatives(at)
+
     def body(_: Any, carry: tuple[Any, ...]) -> tuple[Any, ...]:
         # The previous pass's fit moves the keypoint (none on the first pass: zero shifts), then
         # the fit at the new position is carried to the next pass. The move reads the fit from the
@@ -157,28 +171,18 @@ def refine(
         position, ok, fit, solved = carry[:4]
         sx, sy, ss = fit[:3]
         new_position, ok, moved = _step(position, (ss, sy, sx), ok & solved, size, threshold, True, xp=xp)
-        cd, ch, cw = (xp.clip(p, 1, n - 2) for p, n in zip(new_position, size))
-        centre = base + (cd * h + ch) * w + cw
-        gather = xp.reshape(centre[:, None, :] + offsets, (-1, len(_NEIGHBOURS) * m))
-        patch = sign[:, None, :] * xp.reshape(
-            xp.take_along_axis(resp, gather, axis=1), (-1, len(_NEIGHBOURS), m)
-        )
-
-        def at(dd: int, dh: int, dw: int) -> Array:
-            return patch[:, slot[(dd, dh, dw)], :]
-
-        derivatives = _derivatives(at)
-        *new_fit, new_solved = _solve(derivatives, xp=xp)
-        new_fit.append(sensitivity(derivatives, xp=xp))
+        *new_fit, new_solved = _solve(derivatives_at(new_position), xp=xp)
         return new_position, ok, tuple(new_fit), new_solved, position, fit, moved
 
     # The first pass's move is none (zero shifts); it checks that the start is inside, as every
     # strict extremum is. ``n_iters`` moves follow, the last one not taken.
     zero = xp.zeros(index.shape, dtype=dtype, device=device(resp))
     yes = xp.ones(index.shape, dtype=xp.bool, device=device(resp))
-    fit = (zero, zero, zero, zero, zero)
+    fit = (zero, zero, zero, zero)
     carry = (start, yes, fit, yes, start, fit, ~yes)
-    _, ok, _, _, position, (sx, sy, ss, gds, spread), moved = hooks.fori_loop(n_iters + 1, body, carry, xp=xp)
+    _, ok, _, _, position, (sx, sy, ss, gds), moved = hooks.fori_loop(n_iters + 1, body, carry, xp=xp)
+    # The final fit's sensitivity, once (the same gather and derivatives as its pass).
+    spread = sensitivity(derivatives_at(position), xp=xp)
     refined = _converged((ss, sy, sx), ok, moved)
     final = base + (position[0] * h + position[1]) * w + position[2]
     value = sign * xp.take_along_axis(resp, final, axis=1) + 0.5 * gds
