@@ -260,8 +260,8 @@ def test_native_hook_matches_generic(hook, xp_backend):
 
 
 # ---------------------------------------------------------------------------------------------
-# separable_filter: NumPy and torch CPU run it as banded matrix products (BLAS), the generic hook's
-# sums in another order; held to a few units in the last place of the input's scale.
+# separable_filter: NumPy and torch CPU run it through OpenCV or as banded matrix products (BLAS),
+# the generic hook's sums in another order; held to a few units in the last place of the input's scale.
 
 
 def _filter_backends():
@@ -280,9 +280,18 @@ def _brute_filter(x, kernel):
     return x
 
 
+@pytest.mark.parametrize("path", ["opencv", "banded"])
 @pytest.mark.parametrize("name", _filter_backends())
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_separable_filter_within_ulps_of_generic(name, dtype):
+def test_separable_filter_within_ulps_of_generic(name, dtype, path, monkeypatch):
+    """Both CPU paths: OpenCV's ``sepFilter2D`` where installed, the banded products without it."""
+    from subpix_xp.backends import _numpy
+
+    if path == "opencv":
+        pytest.importorskip("cv2", reason="the OpenCV path needs opencv-python(-headless)")
+        assert _numpy._opencv() is not None
+    else:
+        monkeypatch.setattr(_numpy, "_opencv", lambda: None)
     backend = load_backend(name)
     native = hooks_for(backend.xp).separable_filter
     assert native is not GENERIC.separable_filter

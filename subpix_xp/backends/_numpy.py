@@ -1,4 +1,4 @@
-"""NumPy hooks: in-place scatter, ``np.pad``, a banded-matmul separable filter; window reductions stay generic.
+"""NumPy hooks: in-place scatter, ``np.pad``, a separable filter (OpenCV, else banded matrix products); window reductions stay generic.
 
 The window reductions stay generic: the generic hook is already a few vectorised passes, and
 ``scipy.ndimage.maximum_filter`` lets NaN lose (``fmax``) where ``maximum`` propagates it.
@@ -122,7 +122,8 @@ def _reflect_into(buffer: Any, axis: int, radius: int, n: int) -> None:
 
 
 def separable_filter(x: Any, kernel: tuple[float, ...], *, xp: Any) -> Any:
-    """The generic hook's filter as banded matrix products (BLAS), one batched product per axis.
+    """The generic hook's filter: OpenCV's ``sepFilter2D`` where installed (:func:`finite_filter`), else
+    banded matrix products (BLAS), one batched product per axis.
 
     The reflect-padded axis, rounded up to whole chunks of ``c = 16`` outputs and seen as
     overlapping windows of ``c + k - 1`` samples (a strided view, no copy), times the
@@ -146,7 +147,43 @@ def separable_filter(x: Any, kernel: tuple[float, ...], *, xp: Any) -> Any:
         or not np.isfinite(np.sum(x))  # one fast pass; an overflowing sum only costs the generic path
     ):
         return _generic.separable_filter(x, kernel, xp=xp)
-    return band_filter(x, kernel)
+    return finite_filter(x, kernel)
+
+
+def finite_filter(x: Any, kernel: tuple[float, ...]) -> Any:
+    """:func:`separable_filter` of a finite float32 or float64 array of at least two axes, ``kernel``
+    of odd length, unchecked (the PyTorch hook runs CPU tensors through it).
+
+    OpenCV's ``sepFilter2D`` where OpenCV is installed and both axes are longer than the kernel's
+    radius (one reflection: ``BORDER_REFLECT_101`` is this reflect), else the banded products of
+    :func:`band_filter`. On a 1024x1024 float32 image with the pyramid's 11 to 25-tap Gaussians,
+    one thread: OpenCV 1.7-6.4 ms, the banded products 6.7-9.6 ms, ``scipy.ndimage.correlate1d``
+    23-31 ms. OpenCV sums in another order again (pairs of symmetric taps first), within a few
+    units in the last place of the generic result, and runs on its own threads
+    (``cv2.setNumThreads``).
+    """
+    cv2 = _opencv()
+    if cv2 is None or len(kernel) // 2 >= min(x.shape[-2:]):
+        return band_filter(x, kernel)
+    import numpy as np
+
+    h, w = x.shape[-2:]
+    flat = np.ascontiguousarray(x).reshape(-1, h, w)
+    out = np.empty(flat.shape, dtype=x.dtype)
+    taps = np.asarray(kernel, dtype=x.dtype)
+    for plane, into in zip(flat, out):
+        cv2.sepFilter2D(plane, -1, taps, taps, dst=into, borderType=cv2.BORDER_REFLECT_101)
+    return out.reshape(x.shape)
+
+
+@functools.cache
+def _opencv() -> Any:
+    """The ``cv2`` module, or ``None`` where OpenCV is not installed or does not load."""
+    try:
+        import cv2
+    except (ImportError, OSError):  # OSError: a system library of a non-headless build is missing
+        return None
+    return cv2
 
 
 def band_filter(x: Any, kernel: tuple[float, ...]) -> Any:

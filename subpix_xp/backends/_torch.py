@@ -106,12 +106,13 @@ def stencil_extrema(x: Any, floor: Any, steps: tuple[int, ...], *, xp: Any) -> A
 
 
 def separable_filter(x: Any, kernel: tuple[float, ...], *, xp: Any) -> Any:
-    """The generic hook's filter: banded matrix products on CPU, in-place taps elsewhere.
+    """The generic hook's filter: the NumPy hook's on CPU (OpenCV or banded matrix products), in-place taps elsewhere.
 
-    On CPU each chunk of 16 outputs along an axis is the reflect-padded chunk times a banded matrix
-    of the kernel (:func:`_band_filter`, as the NumPy hook): two to three times faster than the taps
-    on a 1024x1024 float32 image (``conv2d`` with a 1-D kernel is ten times slower than both), the
-    same sums in another order, so within a few units in the last place of the generic hook.
+    On CPU the tensor's NumPy view goes through the NumPy hook's filter (:func:`_cpu_filter`):
+    OpenCV's ``sepFilter2D`` where installed, else each chunk of 16 outputs along an axis is the
+    reflect-padded chunk times a banded matrix of the kernel: two to three times faster than the
+    taps on a 1024x1024 float32 image (``conv2d`` with a 1-D kernel is ten times slower than both),
+    the same sums in another order, so within a few units in the last place of the generic hook.
     Elsewhere (CUDA, where a float32 product may run in TF32), and for an input with infinities or
     NaN (see the NumPy hook), the generic hook's arithmetic runs in place (:func:`_tap_filter`):
     bit-identical to it. Inputs that need a gradient, half precision, ``torch.compile``, and axes no
@@ -133,19 +134,20 @@ def separable_filter(x: Any, kernel: tuple[float, ...], *, xp: Any) -> Any:
     # (``0 * inf``) would spread NaN across its chunk, so such inputs take the taps. The sum is one
     # fast pass (an overflowing one only costs the taps), and only on CPU (no device sync).
     if x.device.type == "cpu" and math.isfinite(float(x.sum())):
-        return _cpu_band_filter(x, tuple(float(v) for v in kernel))
+        return _cpu_filter(x, tuple(float(v) for v in kernel))
     if min(x.shape[-2:]) <= radius:
         return _generic.separable_filter(x, kernel, xp=xp)
     return _tap_filter(x, kernel)
 
 
-def _cpu_band_filter(x: Any, kernel: tuple[float, ...]) -> Any:
-    """The banded products on NumPy's view of the tensor (no copy) where NumPy is installed.
+def _cpu_filter(x: Any, kernel: tuple[float, ...]) -> Any:
+    """The NumPy hook's filter (OpenCV, else banded products) on NumPy's view of the tensor (no
+    copy) where NumPy is installed; the banded products in PyTorch (:func:`_band_filter`) otherwise.
 
-    The same products as :func:`_band_filter` (the NumPy hook's), but through NumPy's BLAS: PyTorch's
-    MKL runs these skinny products (16 columns, 20-40 deep) about half as fast as OpenBLAS on
-    one thread. The result is a tensor sharing the NumPy array's memory. NumPy's BLAS takes its
-    thread count from its own settings (``OPENBLAS_NUM_THREADS``, threadpoolctl), not from
+    PyTorch's MKL runs the banded filter's skinny products (16 columns, 20-40 deep) about half as
+    fast as OpenBLAS on one thread. The result is a tensor sharing the NumPy array's memory.
+    OpenCV and NumPy's BLAS take their thread counts from their own settings
+    (``cv2.setNumThreads``; ``OPENBLAS_NUM_THREADS``, threadpoolctl), not from
     ``torch.set_num_threads``.
     """
     import torch
@@ -156,7 +158,7 @@ def _cpu_band_filter(x: Any, kernel: tuple[float, ...]) -> Any:
         return _band_filter(x, kernel)
     from . import _numpy
 
-    return torch.from_numpy(_numpy.band_filter(x.detach().numpy(), kernel))
+    return torch.from_numpy(_numpy.finite_filter(x.detach().numpy(), kernel))
 
 
 # Output samples per matrix product of the banded filter: large enough that a product runs at BLAS
