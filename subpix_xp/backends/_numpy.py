@@ -172,7 +172,9 @@ def finite_filter(x: Any, kernel: tuple[float, ...]) -> Any:
     out = np.empty(flat.shape, dtype=x.dtype)
     taps = np.asarray(kernel, dtype=x.dtype)
     for plane, into in zip(flat, out):
-        cv2.sepFilter2D(plane, -1, taps, taps, dst=into, borderType=cv2.BORDER_REFLECT_101)
+        got = cv2.sepFilter2D(plane, -1, taps, taps, dst=into, borderType=cv2.BORDER_REFLECT_101)
+        if not np.shares_memory(got, into):  # an OpenCV that did not write into ``dst``
+            into[...] = got
     return out.reshape(x.shape)
 
 
