@@ -54,6 +54,9 @@ _EXTRA_LEVELS = 3  # a DoG octave searching n_levels levels needs n_levels + 3 G
 _SAME_SCALE_LEVELS = 1.5  # duplicates: scales within 1.5 levels (half an octave with 3 levels)
 _THRESHOLD = 0.04 / 3  # OpenCV SIFT's contrastThreshold / nOctaveLayers, relative to the image's range
 _MAX_SENSITIVITY = 5000.0  # input pixels per intensity range: the least stable 1% of keypoints on photographs
+# The default call's candidate budget (4 x 500): a call for fewer keypoints refines as many, so its
+# keypoints are the leading rows of the default call's (most strong extrema of photographs are edges).
+_MIN_BUDGET = 2000
 # Beyond what the subpix operations use.
 _NEEDS = ("argsort", "take_along_axis", "searchsorted", "cumulative_sum")
 
@@ -174,9 +177,12 @@ def detect_blobs(
         border, a singular fit) at their grid position, as kornia does. By default they are
         dropped, as SIFT does: on real photographs they are the worst-localised keypoints.
     max_candidates : int or None, optional
-        Extrema refined per octave and image: the strongest by ``|DoG|`` at their voxel (ties: the
-        earlier voxel). ``None``: ``4 * num_features``; ``0``: all of them (kornia). The budget
-        is the same on every backend and path, so every path returns the same keypoints.
+        Extrema refined per image, over all its octaves: the strongest by ``|DoG|`` at their voxel
+        (ties: the earlier octave and voxel). ``None``: ``max(4 * num_features, 2000)`` (so a call
+        for fewer than 500 keypoints returns the leading rows of the default call's: on photographs
+        most strong extrema are edges, and a budget of ``4 * num_features`` left ``num_features=100``
+        with 62 keypoints on ``camera``); ``0``: all of them (kornia). The budget is the same on
+        every backend and path, so every path returns the same keypoints.
     n_iters, max_subpixel_shift : optional
         The quadratic refinement's iterations and step threshold (see
         :func:`iterative_quad_interp3d`).
@@ -233,7 +239,7 @@ def detect_blobs(
         border_sigmas=v.check_number(_FUNC, "border_sigmas", border_sigmas, minimum=0.0),
         spatial_refit=v.check_bool(_FUNC, "spatial_refit", spatial_refit),
         keep_unrefined=v.check_bool(_FUNC, "keep_unrefined", keep_unrefined),
-        budget=4 * k
+        budget=max(4 * k, _MIN_BUDGET)
         if max_candidates is None
         else v.check_int(_FUNC, "max_candidates", max_candidates, minimum=0),
         n_iters=v.check_int(_FUNC, "n_iters", n_iters, minimum=0),

@@ -255,6 +255,19 @@ def test_sensitivity_is_the_norm_of_the_inverse_hessians_position_rows():
     assert np.isinf(sensitivity(singular, xp=cnp)).all()
 
 
+def test_fewer_keypoints_are_the_leading_rows_of_the_default_call():
+    """Most strong extrema of a photograph are edges: a candidate budget of ``4 * num_features``
+    left ``detect_blobs(camera, 100)`` with 62 keypoints; the budget is at least the default's."""
+    image = _photo("camera")
+    full = _fields(detect_blobs(image, 500))
+    assert full["valid"].all()
+    for k in (1, 50, 100, 300):
+        got = _fields(detect_blobs(image, k))
+        assert got["valid"].all(), k
+        for field in FIELDS:
+            np.testing.assert_array_equal(got[field], full[field][:k], err_msg=f"{k} {field}")
+
+
 def test_the_least_stable_keypoints_are_dropped():
     image = _photo("astronaut")
     free = _fields(detect_blobs(image, 500, max_sensitivity=None))
