@@ -189,8 +189,7 @@ def _opencv() -> Any:
 
 
 def band_filter(x: Any, kernel: tuple[float, ...]) -> Any:
-    """:func:`separable_filter`'s banded products, unchecked: ``x`` a finite float32 or float64 array of
-    at least two axes, ``kernel`` of odd length (the PyTorch hook runs CPU tensors through it)."""
+    """:func:`separable_filter`'s banded products, unchecked, as :func:`finite_filter` takes them."""
     import numpy as np
 
     radius = len(kernel) // 2
@@ -214,10 +213,9 @@ def band_filter(x: Any, kernel: tuple[float, ...]) -> Any:
     rows = np.empty((lead, tall + 2 * radius, wide), dtype=x.dtype)
     inner = rows[:, radius : radius + h].reshape(lead, h, wide // chunk, chunk).transpose(2, 0, 1, 3)
     np.matmul(along_x, band, out=inner)
-    padded = rows
-    _reflect_into(padded, 1, radius, h)
-    s0, s1, s2 = padded.strides
-    along_y = strided(padded, (lead, tall // chunk, span, wide), (s0, s1 * chunk, s1, s2), writeable=False)
+    _reflect_into(rows, 1, radius, h)
+    s0, s1, s2 = rows.strides
+    along_y = strided(rows, (lead, tall // chunk, span, wide), (s0, s1 * chunk, s1, s2), writeable=False)
     out = np.matmul(band.T, along_y).reshape(lead, tall, wide)
     if tall != h or wide != w:
         out = np.ascontiguousarray(out[:, :h, :w])

@@ -4,7 +4,6 @@ banded-matmul filtering on CPU."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from typing import Any
 
@@ -86,19 +85,17 @@ def stencil_extrema(x: Any, floor: Any, steps: tuple[int, ...], *, xp: Any) -> A
     On CPU a PyTorch comparison (a bool result) costs two to three float passes and ``nonzero``
     reads its mask a byte at a time: the generic hook takes several times as long on a DoG octave,
     and a blocked PyTorch version (float margins, a packed ``nonzero``) still 1.8 times as long as
-    NumPy. The positions are the generic hook's. Other devices, ``torch.compile`` and a PyTorch
-    without NumPy take the generic hook.
+    NumPy. The positions are the generic hook's. Other devices and ``torch.compile`` take the
+    generic hook.
     """
+    import array_api_compat.numpy as np_xp
     import torch
+
+    from . import _numpy
 
     floor = torch.as_tensor(floor)
     if x.device.type != "cpu" or floor.device.type != "cpu" or torch.compiler.is_compiling():
         return _generic.stencil_extrema(x, floor, steps, xp=xp)
-    try:
-        import array_api_compat.numpy as np_xp
-    except ImportError:  # pragma: no cover - NumPy is optional for PyTorch
-        return _generic.stencil_extrema(x, floor, steps, xp=xp)
-    from . import _numpy
 
     # Positions carry no gradient: the values are read detached.
     found = _numpy.stencil_extrema(x.detach().numpy(), floor.detach().numpy(), steps, xp=np_xp)
@@ -141,8 +138,7 @@ def separable_filter(x: Any, kernel: tuple[float, ...], *, xp: Any) -> Any:
 
 
 def _cpu_filter(x: Any, kernel: tuple[float, ...]) -> Any:
-    """The NumPy hook's filter (OpenCV, else banded products) on NumPy's view of the tensor (no
-    copy) where NumPy is installed; the banded products in PyTorch (:func:`_band_filter`) otherwise.
+    """The NumPy hook's filter (OpenCV, else banded products) on NumPy's view of the tensor (no copy).
 
     PyTorch's MKL runs the banded filter's skinny products (16 columns, 20-40 deep) about half as
     fast as OpenBLAS on one thread. The result is a tensor sharing the NumPy array's memory.
@@ -152,85 +148,9 @@ def _cpu_filter(x: Any, kernel: tuple[float, ...]) -> Any:
     """
     import torch
 
-    try:
-        import numpy  # noqa: F401  (optional for PyTorch)
-    except ImportError:  # pragma: no cover
-        return _band_filter(x, kernel)
     from . import _numpy
 
     return torch.from_numpy(_numpy.finite_filter(x.detach().numpy(), kernel))
-
-
-# Output samples per matrix product of the banded filter: large enough that a product runs at BLAS
-# speed, small enough that the band (``chunk + k - 1`` taps per output) wastes few flops.
-_FILTER_CHUNK = 16
-
-
-@functools.lru_cache(maxsize=64)
-def _band(kernel: tuple[float, ...], chunk: int, dtype: Any) -> Any:
-    """The CPU ``(chunk + k - 1, chunk)`` matrix whose column ``i`` holds ``kernel`` from row ``i``."""
-    import torch
-
-    k = len(kernel)
-    band = torch.zeros((chunk + k - 1, chunk), dtype=dtype)
-    cols = torch.arange(chunk)
-    for j, weight in enumerate(kernel):
-        band[cols + j, cols] = weight
-    return band
-
-
-@functools.lru_cache(maxsize=256)
-def _border_indices(n: int, radius: int) -> tuple[Any, Any]:
-    """The source positions of the ``radius`` reflected samples before and after an axis of length ``n``."""
-    import torch
-
-    source = _generic.reflect_tuple(n, radius, radius)
-    return torch.tensor(source[:radius], dtype=torch.int64), torch.tensor(
-        source[radius + n :], dtype=torch.int64
-    )
-
-
-def _reflect_into(buffer: Any, axis: int, radius: int, n: int) -> None:
-    """Fill ``buffer``'s reflected borders along ``axis`` from its samples ``radius .. radius + n - 1``,
-    and zero whatever lies past them (the round-up to whole chunks)."""
-    import torch
-
-    inner = buffer.narrow(axis, radius, n)
-    before, after = _border_indices(n, radius)
-    buffer.narrow(axis, 0, radius).copy_(torch.index_select(inner, axis, before))
-    buffer.narrow(axis, radius + n, radius).copy_(torch.index_select(inner, axis, after))
-    buffer.narrow(axis, n + 2 * radius, buffer.shape[axis] - n - 2 * radius).zero_()
-
-
-def _band_filter(x: Any, kernel: tuple[float, ...]) -> Any:
-    """Each axis as one batched product: the reflect-padded axis, rounded up to whole chunks of
-    ``chunk`` outputs and seen as overlapping windows of ``chunk + k - 1`` samples (``unfold``, no
-    copy), times the banded matrix. The padding is finite (zeros), so the extra outputs are finite
-    and cropped."""
-    import torch
-
-    radius = len(kernel) // 2
-    h, w = x.shape[-2:]
-    flat = x.reshape(-1, h, w)
-    lead = flat.shape[0]
-    chunk = min(_FILTER_CHUNK, max(h, w))
-    band = _band(kernel, chunk, x.dtype)
-    span = chunk + 2 * radius
-    wide, tall = -(-w // chunk) * chunk, -(-h // chunk) * chunk
-    # Along x: (chunks, rows, chunk) = windows (chunks, rows, span) @ band.
-    padded = torch.empty((lead * h, wide + 2 * radius), dtype=x.dtype)
-    padded.narrow(1, radius, w).copy_(flat.reshape(lead * h, w))
-    _reflect_into(padded, 1, radius, w)
-    along_x = torch.matmul(padded.unfold(1, span, chunk).transpose(0, 1), band)
-    # Along y, on the x-filtered rows (all ``wide`` columns): (lead, chunks, chunk, wide).
-    padded = torch.empty((lead, tall + 2 * radius, wide), dtype=x.dtype)
-    inner = padded.narrow(1, radius, h).unflatten(2, (wide // chunk, chunk))
-    inner.copy_(along_x.reshape(wide // chunk, lead, h, chunk).permute(1, 2, 0, 3))
-    _reflect_into(padded, 1, radius, h)
-    out = torch.matmul(band.T, padded.unfold(1, span, chunk).transpose(-1, -2)).reshape(lead, tall, wide)
-    if tall != h or wide != w:
-        out = out[:, :h, :w].contiguous()
-    return out.reshape(x.shape)
 
 
 def _tap_filter(x: Any, kernel: tuple[float, ...]) -> Any:
